@@ -1,0 +1,129 @@
+"""``dmlsweep`` / ``python sweeps/launch.py``: run a hyperparameter sweep.
+
+Only the standard library and the space parser are imported at start, so ``--help``,
+``--list-spaces`` and ``--dry-run`` answer at once; Ray, Optuna, MLflow and torch load when a
+sweep really starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from dmlsweep.errors import DmlsweepError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dmlsweep",
+        description="Hyperparameter sweeps for deep metric learning: Ray Tune schedules, "
+        "Optuna searches, ASHA stops early, MLflow tracks.",
+        epilog="Example: python sweeps/launch.py --space baseline --num-samples 8",
+    )
+    p.add_argument("--space", help="space name in sweeps/spaces (e.g. ahsml) or a YAML path")
+    p.add_argument("--list-spaces", action="store_true", help="list the spaces and exit")
+    p.add_argument("--dry-run", action="store_true", help="validate and print the space; start nothing")
+    p.add_argument("--num-samples", type=int, default=20, help="number of trials (default 20)")
+    p.add_argument("--max-epochs", type=int, help="epochs per trial (default: the space's max_epochs)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
+    p.add_argument("--gpus-per-trial", type=float, default=0.0,
+                   help="GPUs per trial; fractions below 1 pack trials on a GPU (default 0)")
+    p.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
+    p.add_argument("--address", help="join an existing Ray cluster (e.g. auto, ray://head:10001); "
+                   "default: start a local Ray")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite under --runs-dir)")
+    p.add_argument("--storage", help="Optuna storage database URL (default: sqlite under --runs-dir)")
+    p.add_argument("--name", help="sweep name: Ray experiment, Optuna study and MLflow parent run")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampler and the trials (default 0)")
+    p.add_argument("--scheduler", choices=("asha", "fifo"), default="asha",
+                   help="early stopping: asha (default) or fifo (none)")
+    p.add_argument("--grace-period", type=int, default=1, help="ASHA: epochs before any stop")
+    p.add_argument("--reduction-factor", type=int, default=2, help="ASHA: keep 1/this per rung")
+    p.add_argument("--log-models", type=int, default=3, metavar="K",
+                   help="log the model of the K best trials to MLflow (default 3)")
+    p.add_argument("--runs-dir", type=Path, default=Path("dmlsweep-runs"),
+                   help="where local runs live: MLflow/Optuna SQLite, Ray results (default ./dmlsweep-runs)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a fixed setting of the space (YAML value), repeatable")
+    return p
+
+
+def _parse_overrides(items: Sequence[str]) -> dict[str, object]:
+    import yaml
+
+    overrides: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise DmlsweepError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except DmlsweepError as exc:
+        print(f"dmlsweep: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dmlsweep: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dmlsweep.spaces import list_spaces
+
+    if args.list_spaces:
+        from dmlsweep.spaces import load_space
+
+        for name in list_spaces():
+            try:
+                space = load_space(name)
+                print(f"{name:20s} {space.objective:10s} {space.description.strip().splitlines()[0] if space.description else ''}")
+            except DmlsweepError as exc:
+                print(f"{name:20s} INVALID: {exc}")
+        return 0
+    if not args.space:
+        raise DmlsweepError("--space is required (see --list-spaces)")
+
+    from dmlsweep.runner import SweepOptions, resolve_space
+
+    options = SweepOptions(
+        space=args.space,
+        num_samples=args.num_samples,
+        max_epochs=args.max_epochs,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        max_concurrent=args.max_concurrent,
+        address=args.address,
+        tracking_uri=args.tracking_uri,
+        storage=args.storage,
+        name=args.name,
+        seed=args.seed,
+        scheduler=args.scheduler,
+        grace_period=args.grace_period,
+        reduction_factor=args.reduction_factor,
+        models_top_k=args.log_models,
+        runs_dir=args.runs_dir,
+        extra_settings=_parse_overrides(args.set),
+    )
+    space, max_epochs = resolve_space(options)
+    if args.dry_run:
+        print(space.describe())
+        print(f"  max_epochs = {max_epochs}; {options.num_samples} trials; first trial: {space.defaults()}")
+        return 0
+
+    from dmlsweep.runner import run_sweep
+    from dmlsweep.report import print_outcome
+
+    outcome = run_sweep(options)
+    print_outcome(outcome)
+    return 0 if any(r["state"] == "COMPLETE" for r in outcome.trials) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

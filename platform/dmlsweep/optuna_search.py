@@ -1,0 +1,72 @@
+"""Ray Tune's OptunaSearch, telling Optuna the truth about how each trial ended.
+
+Ray's adapter tells Optuna that a trial stopped early by the scheduler (ASHA) COMPLETED with its
+last, immature value, which poisons TPE's model with half-trained scores; and a trial that raised
+after reporting is told COMPLETE too. Here:
+
+- stopped before ``max_epochs`` by the scheduler -> PRUNED, its intermediate values reported;
+- raised -> FAIL;
+- ran all ``max_epochs`` -> COMPLETE with the final value.
+
+Example::
+
+    search = PruneAwareOptunaSearch(space=define_by_run, metric="val/score", mode="max",
+                                    max_epochs=8, sampler=optuna.samplers.TPESampler(seed=0))
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.result import TRAINING_ITERATION
+from ray.tune.search.optuna import OptunaSearch
+
+logger = logging.getLogger(__name__)
+
+
+def final_state(result: dict[str, Any] | None, *, error: bool, max_epochs: int) -> TrialState:
+    """How a trial ended, from its last result: the rule shared by Optuna and MLflow reporting."""
+    if error:
+        return TrialState.FAIL
+    if not result or result.get(TRAINING_ITERATION, 0) < max_epochs:
+        return TrialState.PRUNED
+    return TrialState.COMPLETE
+
+
+class PruneAwareOptunaSearch(OptunaSearch):
+    """OptunaSearch that reports ASHA-stopped trials as PRUNED and errors as FAIL."""
+
+    def __init__(self, *, max_epochs: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._max_epochs = max_epochs
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        ot_trial = self._ot_trials[trial_id]
+        state = final_state(result, error=error, max_epochs=self._max_epochs)
+        value = result.get(self.metric) if result else None
+        if state is TrialState.COMPLETE and value is None:
+            # Ran to the end without reporting the metric: nothing to learn from.
+            state = TrialState.FAIL
+        if state is TrialState.PRUNED and value is not None:
+            # The scheduler's stopping result never reaches on_trial_result.
+            step = result[TRAINING_ITERATION]
+            if step not in ot_trial.storage.get_trial(ot_trial._trial_id).intermediate_values:
+                ot_trial.report(value, step)
+        try:
+            self._ot_study.tell(
+                ot_trial, value if state is TrialState.COMPLETE else None, state=state
+            )
+        except Exception as exc:  # e.g. a NaN value; the trial must not stay RUNNING
+            logger.warning("optuna: could not tell trial %s (%s); marking it FAIL", trial_id, exc)
+            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+        self._completed_trials.add(trial_id)
+
+
+__all__ = ["PruneAwareOptunaSearch", "final_state", "optuna"]

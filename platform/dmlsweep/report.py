@@ -1,0 +1,27 @@
+"""The end-of-sweep summary printed to the console."""
+
+from __future__ import annotations
+
+from dmlsweep.progress import summary_table
+from dmlsweep.runner import SweepOutcome
+from dmlsweep.secrets import mask
+
+
+def print_outcome(outcome: SweepOutcome, *, top: int = 10) -> None:
+    space = outcome.space
+    states = [r["state"] for r in outcome.trials]
+    print()
+    print(
+        f"sweep {outcome.name} finished: {states.count('COMPLETE')} complete, "
+        f"{states.count('PRUNED')} pruned, {states.count('FAIL')} failed"
+    )
+    columns = ["trial", "state", space.metric, "epochs", *(p.name for p in space.parameters)]
+    print(summary_table(outcome.trials[:top], columns=columns))
+    if outcome.best_config is not None:
+        print(f"\nbest configuration: {outcome.best_config}")
+    print(f"\nMLflow: experiment {outcome.experiment!r}, parent run {outcome.parent_run_id}")
+    if outcome.tracking_uri.startswith(("http://", "https://")):
+        print(f"  open {mask(outcome.tracking_uri)}")
+    else:
+        print(f"  open the UI with: mlflow ui --backend-store-uri {mask(outcome.tracking_uri)}")
+    print(f"Optuna study {outcome.study_name!r} in {mask(outcome.storage)}")

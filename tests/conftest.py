@@ -1,0 +1,29 @@
+"""Shared fixtures: one local Ray cluster for every test that needs Ray (started once)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+from support import VENV_BIN, free_port
+
+
+@pytest.fixture(scope="session")
+def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real local Ray head (2 CPUs) shared by the whole test session, as ``host:port``."""
+    ray_bin = shutil.which("ray", path=str(VENV_BIN)) or "ray"
+    port = free_port()
+    temp_dir = tmp_path_factory.mktemp("ray")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run(
+        [ray_bin, "start", "--head", f"--port={port}", "--num-cpus=2", "--num-gpus=0",
+         "--include-dashboard=false", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+        check=True, env=env, capture_output=True, timeout=120,
+    )
+    address = f"127.0.0.1:{port}"
+    os.environ["RAY_ADDRESS"] = address  # in-process ray.init() joins this cluster
+    yield address
+    subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)

@@ -1,0 +1,56 @@
+"""``quadratic``: a trivial analytic objective for checking the platform itself.
+
+No data and no network: epoch ``t`` reports ``val/score = -(x - 0.3)^2 - (y - 0.7)^2 - 1/t``
+(plus ``noise`` times a seeded Gaussian), so the optimum is known, schedulers see a curve that
+improves with epochs, and a trial costs microseconds. Used by the platform tests and the
+overhead benchmark; the DML objectives are ``baseline``, ``ahsml``, ``dsn`` and ``mathm``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from trainables.config import from_flat
+
+
+@dataclass(frozen=True)
+class QuadraticConfig:
+    max_epochs: int = 4
+    x: float = 0.0  # first coordinate, optimum 0.3
+    y: float = 0.0  # second coordinate, optimum 0.7
+    noise: float = 0.0  # std of the per-epoch Gaussian noise
+    seconds_per_epoch: float = 0.0  # sleep, to emulate work
+    fail_at_epoch: int = 0  # > 0: raise at that epoch (fault tests)
+    seed: int = 0
+
+
+def score(*, x: float, y: float, epoch: int) -> float:
+    return -((x - 0.3) ** 2) - (y - 0.7) ** 2 - 1.0 / epoch
+
+
+def train(config: dict[str, Any]) -> None:
+    from trainables.reporting import report_epoch, restore_state
+
+    cfg = from_flat(QuadraticConfig, config)
+    state = restore_state() or {"epoch": 0}
+    rng = random.Random(cfg.seed)
+    for epoch in range(state["epoch"] + 1, cfg.max_epochs + 1):
+        if cfg.seconds_per_epoch:
+            time.sleep(cfg.seconds_per_epoch)
+        if epoch == cfg.fail_at_epoch:
+            raise RuntimeError(f"quadratic: injected failure at epoch {epoch}")
+        value = score(x=cfg.x, y=cfg.y, epoch=epoch) + cfg.noise * rng.gauss(0.0, 1.0)
+        report_epoch({"val/score": value, "train/epoch": float(epoch)}, state={"epoch": epoch})
+
+
+def build_model(config: dict[str, Any]) -> Any:
+    import torch
+
+    cfg = from_flat(QuadraticConfig, config)
+    model = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[cfg.x, cfg.y]]))
+    return model
