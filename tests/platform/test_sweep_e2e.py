@@ -1,0 +1,119 @@
+"""A real local sweep end to end: Ray Tune trials, Optuna study and MLflow runs tell one story."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from support import run_cli
+
+pytestmark = pytest.mark.ray
+
+STATUS_OF_STATE = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+
+
+def sweep_records(runs_dir: Path, space: str) -> tuple[list, list, optuna.Study]:
+    client = MlflowClient(f"sqlite:///{runs_dir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(f"dmlsweep-{space}")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("dmlsweep.role") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("dmlsweep.role") == "trial"]
+    storage = f"sqlite:///{runs_dir / 'optuna.db'}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    return parents, children, study
+
+
+@pytest.fixture(scope="module")
+def baseline_sweep(ray_address: str, tmp_path_factory: pytest.TempPathFactory):
+    workdir = tmp_path_factory.mktemp("baseline-sweep")
+    proc = run_cli(
+        "--space", "baseline", "--num-samples", "8", "--address", ray_address,
+        "--name", "e2e-baseline", cwd=workdir,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return workdir / "dmlsweep-runs", proc.stdout
+
+
+def test_mlflow_holds_one_parent_and_one_child_per_trial(baseline_sweep) -> None:
+    runs_dir, _ = baseline_sweep
+    parents, children, _ = sweep_records(runs_dir, "baseline")
+    assert len(parents) == 1
+    assert len(children) == 8
+    parent = parents[0]
+    assert parent.info.run_name == "e2e-baseline"
+    assert parent.info.status == "FINISHED"
+    assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
+    assert parent.data.tags["optuna.study_name"] == "e2e-baseline"
+    assert parent.data.params["sweep/num_samples"] == "8"
+    assert "best/val/map_at_r" in parent.data.metrics
+    assert any(k.startswith("best/lr") for k in parent.data.params)
+    client = MlflowClient(f"sqlite:///{runs_dir / 'mlflow.db'}")
+    assert [a.path for a in client.list_artifacts(parent.info.run_id, "space")] == [
+        "space/baseline.yaml"
+    ]
+
+
+def test_child_runs_have_params_and_per_epoch_metrics(baseline_sweep) -> None:
+    runs_dir, _ = baseline_sweep
+    _, children, _ = sweep_records(runs_dir, "baseline")
+    client = MlflowClient(f"sqlite:///{runs_dir / 'mlflow.db'}")
+    for child in children:
+        for name in ("lr", "weight_decay", "embedding_size", "ms_alpha", "ms_beta", "ms_base"):
+            assert name in child.data.params
+        history = client.get_metric_history(child.info.run_id, "val/map_at_r")
+        steps = [m.step for m in history]
+        assert steps == list(range(1, len(steps) + 1)), steps
+        assert all(0.0 <= m.value <= 1.0 for m in history)
+        assert client.get_metric_history(child.info.run_id, "train/loss")
+
+
+def test_statuses_agree_across_ray_optuna_and_mlflow(baseline_sweep) -> None:
+    runs_dir, stdout = baseline_sweep
+    _, children, study = sweep_records(runs_dir, "baseline")
+    states = [t.state.name for t in study.trials]
+    assert len(states) == 8 and "RUNNING" not in states
+    assert "PRUNED" in states  # ASHA stopped someone: 8 trials, reduction factor 2
+    assert "COMPLETE" in states
+    assert sorted(STATUS_OF_STATE[s] for s in states) == sorted(c.info.status for c in children)
+    for child in children:
+        assert STATUS_OF_STATE[child.data.tags["dmlsweep.state"]] == child.info.status
+        epochs = len(MlflowClient(f"sqlite:///{runs_dir / 'mlflow.db'}").get_metric_history(
+            child.info.run_id, "train/loss"))
+        assert (epochs == 6) == (child.info.status == "FINISHED")
+    # Optuna's PRUNED trials carry their intermediate values.
+    for trial in study.trials:
+        if trial.state.name == "PRUNED":
+            assert trial.intermediate_values
+    assert f"{states.count('PRUNED')} pruned" in stdout
+
+
+def test_best_trials_have_model_artifacts(baseline_sweep) -> None:
+    import mlflow.pytorch
+    import torch
+
+    runs_dir, _ = baseline_sweep
+    parents, children, _ = sweep_records(runs_dir, "baseline")
+    client = MlflowClient(f"sqlite:///{runs_dir / 'mlflow.db'}")
+    finished = sorted(
+        (c for c in children if c.info.status == "FINISHED"),
+        key=lambda c: c.data.metrics["val/map_at_r"], reverse=True,
+    )
+    models = client.search_logged_models(experiment_ids=[parents[0].info.experiment_id])
+    by_run = {m.source_run_id: m for m in models}
+    best = finished[0]
+    assert best.info.run_id in by_run
+    assert parents[0].data.tags["dmlsweep.best_run_id"] == best.info.run_id
+    model = mlflow.pytorch.load_model(by_run[best.info.run_id].model_uri)
+    embedding = model(torch.zeros(3, 1, 8, 8))
+    assert embedding.shape == (3, int(best.data.params["embedding_size"]))
+
+
+def test_console_shows_progress_and_summary(baseline_sweep) -> None:
+    _, stdout = baseline_sweep
+    assert "8/8:" in stdout  # the last progress line
+    assert "best val/map_at_r" in stdout
+    assert "sweep e2e-baseline finished" in stdout
+    assert "mlflow ui --backend-store-uri" in stdout

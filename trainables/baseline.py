@@ -1,0 +1,108 @@
+"""``baseline``: Multi-Similarity loss on a small CNN, the honest reference objective.
+
+Data: the embedded digits, split class-disjointly (train / validation / test classes), with
+optional label noise on the training labels only. Batches are m-per-class. Each epoch reports
+``train/loss`` and, on the validation classes only, ``val/recall_at_1``, ``val/map_at_r`` and
+``val/nmi``; the test classes are never touched here (shared/methods.md section 1).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from trainables.config import from_flat
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    max_epochs: int = 6
+    seed: int = 0
+    dataset: Literal["digits"] = "digits"
+    noise: Literal["symmetric", "small_cluster"] = "symmetric"
+    noise_rate: float = 0.0  # fraction of training labels corrupted
+    batch_size: int = 60
+    samples_per_class: int = 10  # m of the m-per-class sampler
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    embedding_size: int = 32
+    ms_alpha: float = 2.0  # MS positive scale
+    ms_beta: float = 50.0  # MS negative scale
+    ms_base: float = 0.5  # MS similarity threshold lambda
+    ms_epsilon: float = 0.1  # MS pair-mining margin
+    cnn_width: int = 32
+
+
+def build_model(config: dict[str, Any]) -> nn.Module:
+    from trainables.dml.backbones import EmbeddingNet, SmallCNN
+
+    cfg = from_flat(BaselineConfig, config)
+    backbone = SmallCNN(in_channels=1, width=cfg.cnn_width, out_features=4 * cfg.cnn_width)
+    return EmbeddingNet(
+        backbone=backbone, in_features=4 * cfg.cnn_width, embedding_size=cfg.embedding_size,
+        hyperbolic=None,
+    )
+
+
+def train(config: dict[str, Any]) -> None:
+    from trainables.dml.data.digits import load_digits_split
+    from trainables.dml.data.samplers import MPerClassSampler
+    from trainables.dml.losses import make_loss
+    from trainables.dml.metrics import nmi, retrieval_metrics
+    from trainables.reporting import report_epoch, restore_state
+
+    cfg = from_flat(BaselineConfig, config)
+    torch.manual_seed(cfg.seed)
+    data = load_digits_split(seed=cfg.seed, noise=cfg.noise, noise_rate=cfg.noise_rate)
+    model = build_model(config)
+    loss_fn = make_loss(
+        "multi_similarity", alpha=cfg.ms_alpha, beta=cfg.ms_beta, base=cfg.ms_base,
+        epsilon=cfg.ms_epsilon,
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start_epoch = 1
+    state = restore_state()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = state["epoch"] + 1
+
+    sampler = MPerClassSampler(
+        data.train_labels, m=cfg.samples_per_class, batch_size=cfg.batch_size, seed=cfg.seed
+    )
+    for epoch in range(start_epoch, cfg.max_epochs + 1):
+        tic = time.perf_counter()
+        model.train()
+        sampler.set_epoch(epoch)
+        total, batches = 0.0, 0
+        for index in sampler:
+            loss = loss_fn(model(data.train_images[index]), data.train_labels[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+            batches += 1
+        model.eval()
+        with torch.no_grad():
+            val_embeddings = model(data.val_images)
+        val = retrieval_metrics(val_embeddings, data.val_labels, ks=(1, 2, 4, 8))
+        metrics = {
+            "train/loss": total / max(batches, 1),
+            "train/noise_rate": data.realised_noise_rate,
+            "train/epoch_seconds": time.perf_counter() - tic,
+            **{f"val/{k}": v for k, v in val.items()},
+            "val/nmi": nmi(val_embeddings, data.val_labels, seed=cfg.seed),
+        }
+        report_epoch(
+            metrics,
+            state={
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "config": asdict(cfg),
+            },
+        )
