@@ -10,6 +10,7 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import subprocess
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from dmlsweep.databases import open_optuna_storage, prepare_sqlite_tracking
 from dmlsweep.errors import DmlsweepError, ResourceError, SpaceError
 from dmlsweep.secrets import mask
 from dmlsweep.spaces import SearchSpace, load_space
@@ -93,6 +95,9 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
     runs_dir.mkdir(parents=True, exist_ok=True)
     name = options.name or f"{space.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     tracking_uri = options.tracking_uri or f"sqlite:///{runs_dir / 'mlflow.db'}"
+    # A local store keeps its artifacts beside it; a server decides (and proxies) its own.
+    artifact_location = None if options.tracking_uri else (runs_dir / "mlartifacts").as_uri()
+    prepare_sqlite_tracking(tracking_uri)
     storage_url = options.storage or f"sqlite:///{runs_dir / 'optuna.db'}"
 
     _init_ray(options.address)
@@ -116,10 +121,7 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
         "max_epochs": max_epochs,
         "seed": options.seed,
     }
-    try:
-        storage = optuna.storages.RDBStorage(storage_url)
-    except Exception as exc:
-        raise DmlsweepError(f"cannot open the Optuna storage {mask(storage_url)}: {exc}") from exc
+    storage = open_optuna_storage(storage_url)
 
     searcher = PruneAwareOptunaSearch(
         space=partial(trial_config, space=space, constants=constants),
@@ -183,6 +185,7 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
         tracking_uri=tracking_uri,
         record=record,
         models_top_k=options.models_top_k,
+        artifact_location=artifact_location,
         log_model=partial(_log_trial_model, objective_name=space.objective),
     )
     try:
@@ -317,6 +320,8 @@ def _log_trial_model(trial: Trial, run_id: str, *, objective_name: str) -> None:
     if "model" in state:
         model.load_state_dict(state["model"])
     model.eval()
+    # MLflow warns on every pickled model; the pickle is ours, and the format is deliberate.
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
     with mlflow.start_run(run_id=run_id, nested=True):
         # Explicit requirements: MLflow's inference of them imports the world (seconds).
         mlflow.pytorch.log_model(

@@ -75,7 +75,9 @@ class MlflowTracking(Callback):
         models_top_k: int = 3,
         log_model: Callable[[Trial, str], None] | None = None,
         parent_run_id: str | None = None,
+        artifact_location: str | None = None,
     ) -> None:
+        self.artifact_location = artifact_location
         self.tracking_uri = tracking_uri
         self.record = record
         self.models_top_k = models_top_k
@@ -108,7 +110,9 @@ class MlflowTracking(Callback):
         experiment_id = (
             experiment.experiment_id
             if experiment is not None
-            else self.client.create_experiment(self.record.experiment)
+            else self.client.create_experiment(
+                self.record.experiment, artifact_location=self.artifact_location
+            )
         )
         if self.parent_run_id is None:
             run = self.client.create_run(
