@@ -1,0 +1,283 @@
+from __future__ import annotations
+
+import math
+
+import geoopt
+import pytest
+import torch
+
+from trainables.dml.hyperbolic import (
+    HyperbolicHead,
+    clip_features,
+    paired_dist,
+    pairwise_dist,
+    param_groups,
+)
+
+SEEDS = [0, 1, 2]
+
+
+def ball_points(n, dim, c, seed, *, max_frac=0.9, dtype=torch.float64):
+    """Random points at 0-``max_frac`` of the radius 1/sqrt(c) of the ball."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, dim, generator=gen, dtype=torch.float64)
+    frac = max_frac * torch.rand(n, 1, generator=gen, dtype=torch.float64)
+    return (x / x.norm(dim=1, keepdim=True) * frac / math.sqrt(c)).to(dtype)
+
+
+def geoopt_dist(x, y, c):
+    """geoopt's broadcast distance, with the ball's curvature stored in float64."""
+    ball = geoopt.PoincareBall(c=torch.tensor(c, dtype=torch.float64))
+    return ball.dist(x.double()[:, None], y.double()[None])
+
+
+def closed_form_loops(x, y, c):
+    """d = (1/sqrt c) arcosh(1 + 2c||x-y||^2 / ((1-c||x||^2)(1-c||y||^2))), python floats."""
+    out = []
+    for a in x.double().tolist():
+        row = []
+        for b in y.double().tolist():
+            sq = sum((p - q) ** 2 for p, q in zip(a, b, strict=True))
+            na, nb = sum(p * p for p in a), sum(q * q for q in b)
+            row.append(math.acosh(1 + 2 * c * sq / ((1 - c * na) * (1 - c * nb))) / math.sqrt(c))
+        out.append(row)
+    return torch.tensor(out, dtype=torch.float64)
+
+
+# --- pairwise_dist -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("c", [0.1, 1.0, 3.0])
+def test_pairwise_dist_float64_matches_geoopt_and_closed_form(seed, c):
+    x, y = ball_points(9, 5, c, seed), ball_points(7, 5, c, seed + 100)
+    ours = pairwise_dist(x, y, curvature=c)
+    assert ours.dtype == torch.float64 and ours.shape == (9, 7)
+    torch.testing.assert_close(ours, geoopt_dist(x, y, c), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(ours, closed_form_loops(x, y, c), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_pairwise_dist_float32_is_nan_free_and_accurate(seed):
+    c = 0.1
+    x, y = ball_points(9, 16, c, seed), ball_points(7, 16, c, seed + 100, max_frac=0.99)
+    ours = pairwise_dist(x.float(), y.float(), curvature=c)
+    assert ours.dtype == torch.float32 and not torch.isnan(ours).any()
+    reference = geoopt_dist(x.float(), y.float(), c)  # same float32 inputs, float64 math
+    torch.testing.assert_close(ours.double(), reference, rtol=1e-6, atol=1e-5)
+
+
+def test_pairwise_dist_close_points_near_boundary_are_accurate_in_float32():
+    """||x-y||^2 from norms and dot products cancels for close points near the boundary;
+    the float64 accumulation keeps the float32 result within 1e-5 (float32 Gram: ~0.5)."""
+    c = 0.1
+    x = ball_points(32, 64, c, 0, max_frac=1.0)
+    x = x / x.norm(dim=1, keepdim=True) * 0.99 / math.sqrt(c)
+    gen = torch.Generator().manual_seed(1)
+    y = x + 1e-4 * torch.randn(x.shape, generator=gen, dtype=torch.float64)
+    ours = pairwise_dist(x.float(), y.float(), curvature=c).double()
+    reference = closed_form_loops(x.float(), y.float(), c)
+    assert (ours - reference).abs().max() < 1e-5
+
+
+def test_pairwise_dist_is_symmetric_with_zero_diagonal():
+    x = ball_points(8, 4, 0.5, 3)
+    d = pairwise_dist(x, x, curvature=0.5)
+    torch.testing.assert_close(d, d.T)
+    assert (d.diagonal() == 0).all() and (d + torch.eye(8) > 0).all()
+    # distinct tensors holding the same points: only float64 rounding (documented, ~1e-7)
+    assert pairwise_dist(x, x.clone(), curvature=0.5).diagonal().abs().max() < 1e-6
+
+
+def test_paired_dist_matches_geoopt():
+    c = 0.3
+    x, y = ball_points(10, 6, c, 4), ball_points(10, 6, c, 5)
+    expected = geoopt.PoincareBall(c=torch.tensor(c, dtype=torch.float64)).dist(x, y)
+    torch.testing.assert_close(paired_dist(x, y, curvature=c), expected, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        paired_dist(x, y, curvature=c), pairwise_dist(x, y, curvature=c).diagonal()
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_inputs_are_upcast(dtype):
+    x = ball_points(6, 8, 0.1, 0).to(dtype)
+    d = pairwise_dist(x, x, curvature=0.1)
+    assert d.dtype == torch.float32
+    torch.testing.assert_close(d, pairwise_dist(x.float(), x.float(), curvature=0.1))
+
+
+def test_not_run_under_autocast():
+    x = ball_points(6, 8, 0.1, 0, dtype=torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        d = pairwise_dist(x, x, curvature=0.1)
+    assert d.dtype == torch.float32
+    torch.testing.assert_close(d, pairwise_dist(x, x, curvature=0.1))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_boundary_and_beyond_give_finite_values_and_gradients(dtype):
+    c = 0.1
+    radius = 1 / math.sqrt(c)
+    huge = 1e30 if dtype == torch.float32 else 1e300
+    gen = torch.Generator().manual_seed(0)
+    direction = torch.randn(7, 5, generator=gen, dtype=torch.float64)
+    direction = direction / direction.norm(dim=1, keepdim=True)
+    scale = torch.tensor([0.0, 0.5, 1.0, 1.0 + 1e-7, 10.0, 1e6, huge], dtype=torch.float64)
+    x = (direction * scale[:, None] * radius).to(dtype)
+    x = torch.cat([x, x[2:3]]).requires_grad_(True)  # a repeated boundary point
+    curvature = torch.tensor(c, dtype=dtype, requires_grad=True)
+    d = pairwise_dist(x, x, curvature=curvature)
+    assert torch.isfinite(d).all()
+    (d * torch.rand(d.shape, generator=gen, dtype=dtype)).sum().backward()
+    assert torch.isfinite(x.grad).all() and torch.isfinite(curvature.grad)
+
+
+def test_gradcheck_including_curvature():
+    x = ball_points(4, 3, 0.5, 6).requires_grad_(True)
+    y = ball_points(3, 3, 0.5, 7).requires_grad_(True)
+    c = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b, k: pairwise_dist(a, b, curvature=k), (x, y, c))
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+def test_pairwise_dist_rejects_bad_curvature(bad):
+    with pytest.raises(ValueError, match="curvature"):
+        pairwise_dist(torch.zeros(2, 3), torch.zeros(2, 3), curvature=bad)
+
+
+def test_pairwise_dist_rejects_bad_shapes():
+    with pytest.raises(ValueError, match=r"\(N, D\) and \(M, D\)"):
+        pairwise_dist(torch.zeros(2, 3), torch.zeros(2, 4), curvature=1.0)
+
+
+# --- clip_features -------------------------------------------------------------------------
+
+
+def test_clip_features():
+    x = torch.tensor([[3.0, 4.0], [0.3, 0.4], [0.0, 0.0]], requires_grad=True)
+    out = clip_features(x, radius=2.0)
+    torch.testing.assert_close(out, torch.tensor([[1.2, 1.6], [0.3, 0.4], [0.0, 0.0]]))
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("inf")])
+def test_clip_features_rejects_bad_radius(bad):
+    with pytest.raises(ValueError, match="radius"):
+        clip_features(torch.ones(1, 2), radius=bad)
+
+
+# --- HyperbolicHead ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("clip_radius", [None, 2.3])
+@pytest.mark.parametrize("c", [1e-3, 0.1, 1.0])
+def test_head_matches_geoopt_expmap0(c, clip_radius):
+    head = HyperbolicHead(curvature=c, clip_radius=clip_radius)
+    x = torch.randn(16, 8, generator=torch.Generator().manual_seed(0)) * 3
+    ball = geoopt.PoincareBall(c=c)
+    clipped = x if clip_radius is None else clip_features(x, radius=clip_radius)
+    torch.testing.assert_close(head(x), ball.expmap0(clipped, project=True))
+    assert head.curvature.item() == pytest.approx(c, rel=1e-6)
+
+
+def test_head_keeps_points_inside_the_ball_and_does_not_normalise():
+    head = HyperbolicHead(curvature=0.1)
+    x = torch.randn(5, 8, generator=torch.Generator().manual_seed(0))
+    scaled = torch.cat([x * 0.01, x * 0.1, x * 1e30])
+    z = head(scaled)
+    assert torch.isfinite(z).all() and (z.norm(dim=1) < 1 / math.sqrt(0.1)).all()
+    norms = z.norm(dim=1)
+    assert (norms[:5] < norms[5:10]).all()  # the depth in the ball keeps the feature's norm
+
+
+def test_head_runs_in_float32_under_autocast_and_for_half_inputs():
+    head = HyperbolicHead(curvature=0.1, clip_radius=2.3)
+    x = torch.randn(4, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z = head(x)
+    assert z.dtype == torch.float32
+    torch.testing.assert_close(z, head(x))
+    assert head(x.half()).dtype == torch.float32
+
+
+def test_fixed_curvature_is_not_trainable():
+    head = HyperbolicHead(curvature=0.1)
+    assert [p.requires_grad for p in head.parameters()] == [False]
+
+
+def test_learnable_curvature_is_one_positive_scalar_that_gets_gradients():
+    head = HyperbolicHead(curvature=0.1, learnable=True)
+    params = dict(head.named_parameters())
+    assert list(params) == ["ball.isp_c"] and params["ball.isp_c"].shape == ()
+    z = head(torch.randn(6, 4, generator=torch.Generator().manual_seed(0)))
+    pairwise_dist(z, z, curvature=head.curvature).sum().backward()
+    assert params["ball.isp_c"].grad is not None and params["ball.isp_c"].grad.abs() > 0
+    # a large step pushing c down keeps it > 0 (softplus parametrisation)
+    isp_c = params["ball.isp_c"]
+    for _ in range(5):
+        (grad,) = torch.autograd.grad(head.curvature, isp_c)  # > 0: gradient descent lowers c
+        with torch.no_grad():
+            isp_c -= 1e3 * grad
+    assert 0 < head.curvature.item() < 0.1
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"curvature": 0.0}, {"curvature": -1.0}, {"curvature": 1.0, "clip_radius": 0.0}]
+)
+def test_head_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        HyperbolicHead(**kwargs)
+
+
+# --- param_groups --------------------------------------------------------------------------
+
+
+def _model():
+    return torch.nn.Sequential(
+        torch.nn.Linear(4, 8),
+        torch.nn.BatchNorm1d(8),
+        torch.nn.Linear(8, 8, bias=False),
+        torch.nn.LayerNorm(8),
+        HyperbolicHead(curvature=0.1, learnable=True),
+    )
+
+
+def _names(model, group):
+    ids = {id(p) for p in group["params"]}
+    return sorted(n for n, p in model.named_parameters() if id(p) in ids)
+
+
+def test_param_groups_default_keeps_curvature_biases_and_norms_undecayed():
+    model = _model()
+    decay, no_decay = param_groups(model, weight_decay=5e-4)
+    assert decay["weight_decay"] == 5e-4 and no_decay["weight_decay"] == 0.0
+    assert _names(model, decay) == ["0.weight", "2.weight"]
+    assert _names(model, no_decay) == ["0.bias", "1.bias", "1.weight", "3.bias", "3.weight",
+                                       "4.ball.isp_c"]  # fmt: skip
+    torch.optim.AdamW(param_groups(model, weight_decay=0.1))  # accepted by torch.optim
+
+
+def test_param_groups_can_decay_biases_but_never_the_curvature():
+    model = _model()
+    decay, no_decay = param_groups(model, weight_decay=1e-4, decay_biases_and_norms=True)
+    assert _names(model, no_decay) == ["4.ball.isp_c"]
+    assert len(decay["params"]) == len(list(model.parameters())) - 1
+
+
+def test_curvature_is_not_decayed_by_an_optimizer_step():
+    head = HyperbolicHead(curvature=0.5, learnable=True)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), head)
+    opt = torch.optim.AdamW(param_groups(model, weight_decay=1.0), lr=0.1)
+    head.ball.isp_c.grad = torch.zeros(())  # only decay could move it
+    model[0].weight.grad = torch.zeros(3, 3)
+    before, weight_before = head.curvature.item(), model[0].weight.detach().clone()
+    opt.step()
+    assert head.curvature.item() == before
+    torch.testing.assert_close(model[0].weight.detach(), 0.9 * weight_before)  # decay is on
+
+
+def test_param_groups_rejects_negative_decay():
+    with pytest.raises(ValueError, match="weight_decay"):
+        param_groups(_model(), weight_decay=-1.0)
