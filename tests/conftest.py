@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -17,6 +18,10 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ray_bin = shutil.which("ray", path=str(VENV_BIN)) or "ray"
     port = free_port()
     temp_dir = tmp_path_factory.mktemp("ray")
+    # Token auth: the head and every driver of the session share one token (a stale
+    # ~/.ray/auth_token would otherwise turn auth on for the head only).
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     subprocess.run(
         [ray_bin, "start", "--head", f"--port={port}", "--num-cpus=2", "--num-gpus=0",
@@ -26,4 +31,7 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     address = f"127.0.0.1:{port}"
     os.environ["RAY_ADDRESS"] = address  # in-process ray.init() joins this cluster
     yield address
+    import ray
+
+    ray.shutdown()  # else the driver waits a minute for the stopped head at exit
     subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)

@@ -23,7 +23,7 @@ class BaselineConfig:
     max_epochs: int = 6
     seed: int = 0
     dataset: Literal["digits"] = "digits"
-    noise: Literal["symmetric", "small_cluster"] = "symmetric"
+    noise: Literal["none", "symmetric", "small_cluster"] = "none"
     noise_rate: float = 0.0  # fraction of training labels corrupted
     batch_size: int = 60
     samples_per_class: int = 10  # m of the m-per-class sampler
@@ -49,18 +49,18 @@ def build_model(config: dict[str, Any]) -> nn.Module:
 
 
 def train(config: dict[str, Any]) -> None:
-    from trainables.dml.data.digits import load_digits_split
-    from trainables.dml.data.samplers import MPerClassSampler
+    from trainables.dml.evaluation import evaluate_embeddings
     from trainables.dml.losses import make_loss
-    from trainables.dml.metrics import nmi, retrieval_metrics
+    from trainables.dml_data import TrainBatches, embed, load_dml_data
     from trainables.reporting import report_epoch, restore_state
 
     cfg = from_flat(BaselineConfig, config)
     torch.manual_seed(cfg.seed)
-    data = load_digits_split(seed=cfg.seed, noise=cfg.noise, noise_rate=cfg.noise_rate)
+    data = load_dml_data(dataset=cfg.dataset, data_root="", seed=cfg.seed, noise=cfg.noise,
+                         noise_rate=cfg.noise_rate, image_size=8)
     model = build_model(config)
     loss_fn = make_loss(
-        "multi_similarity", alpha=cfg.ms_alpha, beta=cfg.ms_beta, base=cfg.ms_base,
+        "ms", alpha=cfg.ms_alpha, beta=cfg.ms_beta, base=cfg.ms_base,
         epsilon=cfg.ms_epsilon,
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -71,31 +71,26 @@ def train(config: dict[str, Any]) -> None:
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = state["epoch"] + 1
 
-    sampler = MPerClassSampler(
-        data.train_labels, m=cfg.samples_per_class, batch_size=cfg.batch_size, seed=cfg.seed
-    )
+    batches = TrainBatches(data, batch_size=cfg.batch_size, m=cfg.samples_per_class,
+                           seed=cfg.seed)
     for epoch in range(start_epoch, cfg.max_epochs + 1):
         tic = time.perf_counter()
         model.train()
-        sampler.set_epoch(epoch)
-        total, batches = 0.0, 0
-        for index in sampler:
-            loss = loss_fn(model(data.train_images[index]), data.train_labels[index])
+        total, steps = 0.0, 0
+        for images, labels in batches.epoch(epoch):
+            loss = loss_fn(model(images), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += loss.item()
-            batches += 1
-        model.eval()
-        with torch.no_grad():
-            val_embeddings = model(data.val_images)
-        val = retrieval_metrics(val_embeddings, data.val_labels, ks=(1, 2, 4, 8))
+            steps += 1
+        val = evaluate_embeddings(embed(model, data.val), data.val_labels, curvature=None,
+                                  seed=cfg.seed)
         metrics = {
-            "train/loss": total / max(batches, 1),
+            "train/loss": total / max(steps, 1),
             "train/noise_rate": data.realised_noise_rate,
             "train/epoch_seconds": time.perf_counter() - tic,
             **{f"val/{k}": v for k, v in val.items()},
-            "val/nmi": nmi(val_embeddings, data.val_labels, seed=cfg.seed),
         }
         report_epoch(
             metrics,

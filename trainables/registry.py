@@ -14,6 +14,9 @@ from types import ModuleType
 OBJECTIVES: dict[str, str] = {
     "baseline": "trainables.baseline",
     "quadratic": "trainables.quadratic",
+    "dsn": "trainables.dsn.objective",
+    "mathm": "trainables.mathm.objective",
+    "ahsml": "trainables.ahsml.objective",
 }
 
 

@@ -90,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.space:
         raise DmlsweepError("--space is required (see --list-spaces)")
 
-    from dmlsweep.runner import SweepOptions, resolve_space
+    from dmlsweep.runner import SweepOptions, prepare_settings, resolve_space
 
     options = SweepOptions(
         space=args.space,
@@ -113,6 +113,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     space, max_epochs = resolve_space(options)
     if args.dry_run:
+        prepare_settings(space, options)
         print(space.describe())
         print(f"  max_epochs = {max_epochs}; {options.num_samples} trials; first trial: {space.defaults()}")
         return 0

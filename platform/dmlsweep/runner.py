@@ -80,6 +80,32 @@ def resolve_space(options: SweepOptions) -> tuple[SearchSpace, int]:
     return space, max_epochs
 
 
+def prepare_settings(space: SearchSpace, options: SweepOptions) -> dict[str, Any]:
+    """The fixed settings of every trial: the space's, overridden by ``--set``, with
+    ``${VAR}`` values taken from the environment, checked by the objective (e.g. that a
+    benchmark's data directory exists) before anything starts."""
+    from trainables.registry import load_objective
+
+    settings = {**space.settings, **options.extra_settings}
+    for key, value in settings.items():
+        if isinstance(value, str) and value.startswith("${") and value.endswith("}"):
+            variable = value[2:-1]
+            if not os.environ.get(variable):
+                raise DmlsweepError(
+                    f"{space.path}: settings.{key} comes from the environment variable "
+                    f"{variable}, which is not set: export {variable}=... or pass "
+                    f"--set {key}=..."
+                )
+            settings[key] = os.environ[variable]
+    objective = load_objective(space.objective)
+    if hasattr(objective, "validate_settings"):
+        try:
+            objective.validate_settings(settings)
+        except (OSError, ValueError) as exc:
+            raise DmlsweepError(f"{space.path}: {exc}") from exc
+    return settings
+
+
 def trial_config(
     trial: optuna.Trial, *, space: SearchSpace, constants: dict[str, Any]
 ) -> dict[str, Any]:
@@ -100,6 +126,7 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
     prepare_sqlite_tracking(tracking_uri)
     storage_url = options.storage or f"sqlite:///{runs_dir / 'optuna.db'}"
 
+    settings = prepare_settings(space, options)
     _init_ray(options.address)
     _check_resources(options)
 
@@ -114,7 +141,6 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
     from trainables.registry import load_objective
 
     objective = load_objective(space.objective)
-    settings = {**space.settings, **options.extra_settings}
     constants = {
         **settings,
         "objective": space.objective,

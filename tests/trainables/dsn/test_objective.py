@@ -1,0 +1,219 @@
+"""The ``dsn`` objective end to end, without Ray: ``report_epoch`` / ``restore_state`` are
+replaced by stand-ins that record the reports and hand back a chosen state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import trainables.reporting as reporting
+from trainables.config import ConfigError
+from trainables.dml.data.readers import LayoutError
+from trainables.dsn import objective
+from trainables.sbir.data import load_sbir_data, sbir_settings
+from trainables.sbir.evaluation import retrieval_metrics
+
+VAL_KEYS = ("val/map_all", "val/map_all_per_class", "val/prec_100", "val/map_200", "val/prec_200")
+TEST_KEYS = (
+    "test/map_all", "test/map_all_per_class", "test/prec_100", "test/map_200", "test/prec_200",
+    "test/binary_map_all", "test/binary_map_all_per_class", "test/binary_prec_100",
+    "test/binary_map_200", "test/binary_prec_200",
+)  # fmt: skip
+DIGITS = {"max_epochs": 3, "seed": 0}
+
+
+class Recorder:
+    """Stands in for the reporting seam: keeps every report and its state."""
+
+    def __init__(self, restore: dict[str, Any] | None = None) -> None:
+        self.metrics: list[dict[str, float]] = []
+        self.states: list[dict[str, Any]] = []
+        self.restore = restore
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> Recorder:
+        monkeypatch.setattr(reporting, "report_epoch", self.report)
+        monkeypatch.setattr(reporting, "restore_state", lambda: self.restore)
+        return self
+
+    def report(self, metrics: dict[str, float], *, state: dict[str, Any] | None = None) -> None:
+        self.metrics.append(dict(metrics))
+        # a deep copy, as a checkpoint on disk would be
+        self.states.append({k: _clone(v) for k, v in (state or {}).items()})
+
+
+def _clone(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clone(v) for v in value]
+    return value
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """One intra-op thread, as a Ray trial on one CPU gets (OMP_NUM_THREADS=1): on a busy
+    2-core machine, two threads per process oversubscribe it and run several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def run(one_thread: None) -> Recorder:
+    with pytest.MonkeyPatch.context() as mp:
+        recorder = Recorder().install(mp)
+        objective.train(DIGITS)
+    return recorder
+
+
+def test_reports_every_epoch_with_train_and_validation_metrics(run: Recorder) -> None:
+    assert len(run.metrics) == DIGITS["max_epochs"]
+    for metrics in run.metrics:
+        for key in (
+            *VAL_KEYS,
+            "train/loss",
+            "train/loss_ce",
+            "train/loss_supcon",
+            "train/loss_memory",
+            "train/bank_fill",
+            "train/bank_classes_filled",
+            "train/bank_mean_norm",
+            "train/memory_photos",
+            "train/lr",
+        ):
+            assert key in metrics, key
+            assert np.isfinite(metrics[key]), key
+        assert not any(k.startswith("test/") for k in metrics)  # test classes untouched
+        assert 0.0 < metrics["train/bank_fill"] <= 1.0
+        assert metrics["train/loss_memory"] > 0.0  # the bank's loss is live
+    assert [s["epoch"] for s in run.states] == [1, 2, 3]
+    assert {"model", "optimizer", "bank", "epoch"} <= set(run.states[-1])
+
+
+def test_beats_an_untrained_network_on_validation_map(run: Recorder) -> None:
+    settings = sbir_settings(objective.DSNConfig(**DIGITS))
+    data = load_sbir_data(settings, parts=("val",))
+    torch.manual_seed(DIGITS["seed"])  # the initialisation train() starts from
+    untrained = objective.build_model(DIGITS)
+    before = retrieval_metrics(
+        untrained, data.val, prefix="val/", device=torch.device("cpu"), batch_size=256
+    )["val/map_all"]
+    after = run.metrics[-1]["val/map_all"]
+    assert after > before + 0.01, (before, after)
+
+
+def test_resume_continues_from_the_checkpoint(
+    run: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resumed = Recorder(restore=run.states[1]).install(monkeypatch)
+    objective.train(DIGITS)
+    assert [s["epoch"] for s in resumed.states] == [3]  # epoch 3 only
+    # same seed, same batches and views: the resumed epoch 3 is the uninterrupted one
+    for key, value in run.states[2]["model"].items():
+        torch.testing.assert_close(resumed.states[0]["model"][key], value, msg=key)
+    for key, value in run.states[2]["bank"].items():
+        torch.testing.assert_close(resumed.states[0]["bank"][key], value, msg=key)
+    assert resumed.metrics[0]["val/map_all"] == pytest.approx(run.metrics[2]["val/map_all"])
+
+
+def test_build_model_rebuilds_the_checkpointed_network(run: Recorder) -> None:
+    model = objective.build_model(DIGITS)
+    model.load_state_dict(run.states[-1]["model"])
+    images = torch.rand(5, 1, 16, 16)
+    out = model(images, torch.tensor([0, 1, 0, 1, 1]))
+    assert out.shape == (5, objective.DSNConfig().embedding_size)
+
+
+def test_evaluate_test_reports_real_and_binary_metrics(run: Recorder) -> None:
+    model = objective.build_model(DIGITS)
+    model.load_state_dict(run.states[-1]["model"])
+    result = objective.evaluate_test(model, DIGITS)
+    for key in TEST_KEYS:
+        assert 0.0 <= result[key] <= 1.0, key
+    assert result["test/binary_bits"] == 64
+    assert result["test/map_all"] != result["test/binary_map_all"]
+
+
+def test_missing_data_root_names_the_setting_and_the_layout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DMLSWEEP_SKETCHY_ROOT", raising=False)
+    Recorder().install(monkeypatch)
+    config = {"dataset": "sketchy", "image_size": 16, "backbone": "small_cnn"}
+    for call in (
+        lambda: objective.train(config),
+        lambda: objective.evaluate_test(objective.build_model(config), config),
+    ):
+        with pytest.raises(LayoutError) as err:
+            call()
+        message = str(err.value)
+        assert "data_root" in message and "DMLSWEEP_SKETCHY_ROOT" in message
+        assert "cname_cid.txt" in message and "sketch_tx_000000000000_ready" in message
+
+
+def test_kd_teacher_is_refused_on_the_digits() -> None:
+    with pytest.raises(ConfigError, match="not available on the digits"):
+        objective.train({"kd_teacher": "imagenet"})
+
+
+# ---------------------------------------------------------------- a tiny SAKE-layout Sketchy
+
+
+def _sake_sketchy(root: Path, *, seen: int = 100, unseen: int = 25) -> Path:
+    """Sketchy split 1 in the SAKE layout with tiny random images: 2 sketches and 2 photos per
+    seen class, 1 + 1 per unseen class."""
+    rng = np.random.default_rng(0)
+    split = root / "zeroshot1"
+    split.mkdir(parents=True)
+    lists: dict[str, list[str]] = {}
+    for kind, classes, per in (("seen", seen, 2), ("zero", unseen, 1)):
+        names = [f"{kind}{c:03d}" for c in range(classes)]
+        table = "cname_cid.txt" if kind == "seen" else "cname_cid_zero.txt"
+        (split / table).write_text("".join(f"{n} {i}\n" for i, n in enumerate(names)))
+        part = "train" if kind == "seen" else "zero"
+        for prefix, folder in (("sketch_tx_000000000000_ready", "sketch"), ("all_photo", "photo")):
+            for label, name in enumerate(names):
+                (root / folder / name).mkdir(parents=True)
+                for k in range(per):
+                    rel = f"{folder}/{name}/{k}.png"
+                    pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+                    Image.fromarray(pixels).save(root / rel)
+                    lists.setdefault(f"{prefix}_filelist_{part}.txt", []).append(f"{rel} {label}")
+    lists["sketch_tx_000000000000_ready_filelist_test.txt"] = []
+    for name, lines in lists.items():
+        (split / name).write_text("".join(line + "\n" for line in lines))
+    return root
+
+
+def test_trains_on_a_sake_layout_benchmark_with_distillation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torchvision.models import resnet50
+
+    root = _sake_sketchy(tmp_path / "Sketchy")
+    teacher = tmp_path / "teacher.pt"
+    torch.save(resnet50(weights=None).state_dict(), teacher)  # weights this test creates
+    monkeypatch.setenv("DMLSWEEP_SKETCHY_ROOT", str(root))  # read when data_root is empty
+    config = {
+        "dataset": "sketchy", "max_epochs": 1, "image_size": 16, "backbone": "small_cnn",
+        "num_workers": 0, "batch_size": 36, "val_fraction": 0.1, "kd_teacher": str(teacher),
+        "embedding_size": 16,
+    }  # fmt: skip
+    recorder = Recorder().install(monkeypatch)
+    objective.train(config)
+    (metrics,) = recorder.metrics
+    assert metrics["train/loss_kd"] > 0.0 and np.isfinite(metrics["val/map_all"])
+    model = objective.build_model(config)
+    model.load_state_dict(recorder.states[0]["model"])
+    result = objective.evaluate_test(model, config)
+    assert result["test/binary_bits"] == 16  # ITQ bits capped by the embedding size
+    assert 0.0 <= result["test/map_all"] <= 1.0

@@ -1,0 +1,213 @@
+"""``ahsml``: Adaptive Hierarchical Similarity Metric Learning with noisy labels, as a trainable.
+
+Per step: each image of an m-per-class batch gets a weak and a strong augmentation; both go
+through the backbone and the embedding head (hyperbolic by default: clip -> expmap0 onto the
+Poincare ball of curvature c, fixed or learnable); :class:`~trainables.ahsml.loss.AHSMLLoss`
+integrates the hierarchical similarity, the adaptive margins from the batch's class statistics
+and the augmentation positives into the base pair loss (MS by default). Each epoch reports
+``train/*`` (loss, its parts, the margins' batch statistics, the curvature) and the validation
+classes' ``val/recall_at_1``, ``val/map_at_r``, ``val/nmi`` (shared/methods.md sections 1, 4).
+
+Data: the embedded digits (smoke scale) or CUB-200-2011 read from ``data_root`` with ResNet-50.
+Label noise (``noise``, ``noise_rate``) is a property of the sweep, applied to training labels
+only, seeded; the realised rate is reported.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from trainables.config import ConfigError, from_flat
+
+
+@dataclass(frozen=True)
+class AHSMLConfig:
+    max_epochs: int = 8
+    seed: int = 0
+    # data
+    dataset: Literal["digits", "cub200", "cars196", "sop"] = "digits"
+    data_root: str = ""  # the benchmark's directory (its published layout)
+    noise: Literal["none", "symmetric", "small_cluster"] = "symmetric"
+    noise_rate: float = 0.3  # fraction of training labels corrupted
+    batch_size: int = 60
+    samples_per_class: int = 10  # m of the m-per-class sampler
+    aug_strength: float = 0.5  # strength of the strong augmentation, in [0, 1]
+    image_size: int = 8  # digits: 8 (native); CUB: 224
+    # network
+    backbone: Literal["small_cnn", "resnet50"] = "small_cnn"
+    weights: str = ""  # resnet50: "", "imagenet" (local cache) or a state-dict path
+    embedding_size: int = 32
+    hyperbolic: bool = True  # ablation: False = Euclidean head, cosine similarity
+    curvature: float = 0.1  # c of the Poincare ball (radius 1/sqrt(c))
+    learnable_curvature: bool = False
+    clip_radius: float = 2.3  # feature clipping before expmap0; 0 disables
+    # loss
+    tau: float = 0.2  # temperature of s = exp(-d_c / tau) [ours]
+    gamma: float = 0.5
+    mu: float = 0.2
+    alpha: float = 2.0
+    beta: float = 50.0
+    rho: float = 2.0
+    w_aug: float = 1.0
+    w_pos: float = 1.0
+    w_neg: float = 1.0
+    base_loss: Literal["ms", "contrastive", "triplet", "circle"] = "ms"
+    triplet_margin: float = 0.1
+    adaptive_margins: bool = True  # ablation: False = constant margins gamma
+    consistency: bool = True  # ablation: False = no augmentation-positive term
+    # optimisation
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.aug_strength <= 1.0:
+            raise ConfigError(f"AHSMLConfig.aug_strength: {self.aug_strength} not in [0, 1]")
+        if self.curvature <= 0:
+            raise ConfigError(f"AHSMLConfig.curvature: must be > 0, got {self.curvature}")
+        if self.noise == "none" and self.noise_rate:
+            raise ConfigError("AHSMLConfig.noise_rate: set noise to symmetric or small_cluster")
+
+
+def build_model(config: dict[str, Any]) -> nn.Module:
+    from trainables.dml.backbones import EmbeddingNet, SmallCNN, resnet_backbone
+    from trainables.dml.hyperbolic import HyperbolicHead
+
+    cfg = from_flat(AHSMLConfig, config)
+    if cfg.backbone == "small_cnn":
+        backbone: nn.Module = SmallCNN(in_channels=1, width=32, out_features=128)
+        features = 128
+    else:
+        backbone, features = resnet_backbone("resnet50", weights=cfg.weights or None), 2048
+    head = (
+        HyperbolicHead(
+            curvature=cfg.curvature,
+            learnable=cfg.learnable_curvature,
+            clip_radius=cfg.clip_radius or None,
+        )
+        if cfg.hyperbolic
+        else None
+    )
+    return EmbeddingNet(
+        backbone=backbone, in_features=features, embedding_size=cfg.embedding_size, hyperbolic=head
+    )
+
+
+def make_loss(cfg: AHSMLConfig, model: nn.Module) -> nn.Module:
+    from trainables.ahsml.loss import AHSMLLoss
+
+    head = getattr(model, "hyperbolic", None)
+    return AHSMLLoss(
+        curvature=head if head is not None else cfg.curvature,
+        tau=cfg.tau,
+        gamma=cfg.gamma,
+        mu=cfg.mu,
+        alpha=cfg.alpha,
+        beta=cfg.beta,
+        rho=cfg.rho,
+        w_aug=cfg.w_aug,
+        w_pos=cfg.w_pos,
+        w_neg=cfg.w_neg,
+        base_loss=cfg.base_loss,
+        triplet_margin=cfg.triplet_margin,
+        hyperbolic=cfg.hyperbolic,
+        adaptive_margins=cfg.adaptive_margins,
+        consistency=cfg.consistency,
+    )
+
+
+def current_curvature(model: nn.Module) -> float | None:
+    head = getattr(model, "hyperbolic", None)
+    return None if head is None else float(head.curvature)
+
+
+def validate_settings(settings: dict[str, Any]) -> None:
+    """Checked by the platform before any trial starts: a real dataset must be on disk."""
+    from trainables.dml_data import check_dml_data
+
+    check_dml_data(
+        dataset=settings.get("dataset", "digits"), data_root=settings.get("data_root", "")
+    )
+
+
+def train(config: dict[str, Any]) -> None:
+    from trainables.dml.data.augment import AugmentedPair, strong_augment, weak_augment
+    from trainables.dml.evaluation import evaluate_embeddings
+    from trainables.dml_data import TrainBatches, embed, load_dml_data
+    from trainables.dml.hyperbolic import param_groups
+    from trainables.reporting import report_epoch, restore_state
+
+    cfg = from_flat(AHSMLConfig, config)
+    torch.manual_seed(cfg.seed)
+    data = load_dml_data(
+        dataset=cfg.dataset,
+        data_root=cfg.data_root,
+        seed=cfg.seed,
+        noise=cfg.noise,
+        noise_rate=cfg.noise_rate,
+        image_size=cfg.image_size,
+    )
+    model = build_model(config)
+    loss_fn = make_loss(cfg, model)
+    optimizer = torch.optim.Adam(param_groups(model, weight_decay=cfg.weight_decay), lr=cfg.lr)
+    start_epoch = 1
+    state = restore_state()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = state["epoch"] + 1
+
+    flip = cfg.dataset != "digits"  # a mirrored digit is another digit
+    views = AugmentedPair(
+        weak=weak_augment(flip=flip), strong=strong_augment(cfg.aug_strength, flip=flip)
+    )
+    batches = TrainBatches(
+        data,
+        batch_size=cfg.batch_size,
+        m=cfg.samples_per_class,
+        seed=cfg.seed,
+        num_workers=0 if cfg.dataset == "digits" else 4,
+    )
+    for epoch in range(start_epoch, cfg.max_epochs + 1):
+        tic = time.perf_counter()
+        model.train()
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for images, labels in batches.epoch(epoch):
+            weak, strong = views(images)
+            out = loss_fn(model(weak), model(strong), labels)
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
+            for key, value in {"loss": float(out.loss), **out.as_metrics()}.items():
+                if math.isfinite(value):  # a statistic is undefined in some batches (NaN)
+                    sums[key] = sums.get(key, 0.0) + value
+                    counts[key] = counts.get(key, 0) + 1
+        val = evaluate_embeddings(
+            embed(model, data.val),
+            data.val_labels,
+            curvature=current_curvature(model),
+            seed=cfg.seed,
+        )
+        curvature = current_curvature(model)
+        metrics = {
+            **{f"train/{k}": v / counts[k] for k, v in sums.items()},
+            "train/noise_rate": data.realised_noise_rate,
+            "train/epoch_seconds": time.perf_counter() - tic,
+            **({"train/curvature": curvature} if curvature is not None else {}),
+            **{f"val/{k}": v for k, v in val.items()},
+        }
+        report_epoch(
+            metrics,
+            state={
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "config": asdict(cfg),
+            },
+        )

@@ -1,0 +1,236 @@
+"""Zero-shot sketch-based image retrieval metrics: sketch queries against a photo gallery
+(methods.md 2).
+
+For a query with ``R`` relevant photos (same label) ranked ``rank_1 < ... < rank_R`` in the
+whole gallery of ``M`` photos (1-based; tie rule ``(distance, gallery index)`` ascending, see
+:mod:`._ranking`), with ``p_j = j / rank_j`` the precision at the ``j``-th relevant photo:
+
+- **AP over the whole ranking** (``map_all``): with ``interpolated_ap=True`` (default) the
+  VOC-style interpolated AP of the ZS-SBIR code (SAKE ``eval_AP_inner``/``VOCap``, copied by DSN
+  and MATHM): ``(1/R) sum_j max_{j' >= j} p_j'``; with ``False`` the non-interpolated
+  ``(1/R) sum_j p_j``, equal to ``sklearn.metrics.average_precision_score``.
+- ``prec_{K}``: ``|{j : rank_j <= K'}| / K'`` with ``K' = min(K, M)`` (SAKE ``eval_precision``).
+- ``map_{K}``: AP over the top ``K'`` only, normalised by the number of relevant photos
+  *retrieved* in it, ``n_K = |{j : rank_j <= K'}|``: ``(1/n_K) sum_{j : rank_j <= K'} p_j``,
+  and 0 when ``n_K = 0``. This is the mAP@200 of the SEM-PCYC line of ZS-SBIR code
+  (``apsak``: ``average_precision_score`` on the top-K list; non-interpolated), the code
+  behind the Sketchy split-2 mAP@200 numbers. SAKE's own ``eval_AP_inner(top=K)`` differs
+  (interpolated, normalised by ``min(K, R)``); it is not what ``map_{K}`` computes.
+
+**Averaging** (both are reported, named apart): ``map_all``, ``prec_{K}``, ``map_{K}`` average
+over all queries (MATHM ``test.py``); ``map_all_per_class``, ``prec_{K}_per_class``,
+``map_{K}_per_class`` average within each query class, then over the classes (DSN's
+``test_cse_resnet_*_zeroshot.py``). Queries with no relevant photo in the gallery are excluded
+from every average (the published code drops them from mAP through ``nanmean``); if all are,
+the metrics raise.
+
+Published code ranks with ``scipy.spatial.distance.cdist`` in float64, so the features are
+cast to float64 by default here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from trainables.dml.metrics._ranking import (
+    Distance,
+    check_chunk_size,
+    check_embeddings,
+    check_ks,
+    check_labels,
+    euclidean_normalized,
+    iter_relevant_ranks,
+)
+from trainables.dml.metrics.itq import fit_itq, hamming_distance
+
+__all__ = ["sbir_binary_metrics", "sbir_metrics"]
+
+
+@torch.no_grad()
+def sbir_metrics(
+    query: Tensor,
+    query_labels: Tensor,
+    gallery: Tensor,
+    gallery_labels: Tensor,
+    *,
+    distance: Distance = euclidean_normalized,
+    ks: Sequence[int] = (100, 200),
+    chunk_size: int = 1024,
+    dtype: torch.dtype | None = torch.float64,
+    interpolated_ap: bool = True,
+) -> dict[str, float]:
+    """mAP@all, Prec@K and mAP@K of sketch queries against a photo gallery (module docstring).
+
+    Args:
+        query: ``(N, D)`` sketch features; the work runs on their device.
+        query_labels: ``(N,)`` integer labels.
+        gallery: ``(M, D)`` photo features.
+        gallery_labels: ``(M,)`` integer labels.
+        distance: ``(c, D), (M, D) -> (c, M)``, smaller = closer.
+        ks: the ``K`` of ``prec_{K}`` and ``map_{K}``.
+        chunk_size: queries per distance call (memory ``O(chunk_size * M)``); results do not
+            depend on it.
+        dtype: dtype both sides are cast to before ``distance`` (``None``: as given).
+        interpolated_ap: VOC interpolated AP for ``map_all*`` (the ZS-SBIR code) or not.
+
+    Returns:
+        ``map_all``, ``map_all_per_class`` and, for each ``K``, ``prec_{K}``, ``map_{K}``,
+        ``prec_{K}_per_class``, ``map_{K}_per_class``.
+
+    Raises:
+        ValueError: empty or malformed input, or no query has a relevant photo.
+        FloatingPointError: the distance returned NaN.
+    """
+    q = check_embeddings(query, name="query")
+    g = check_embeddings(gallery, name="gallery")
+    if dtype is not None:
+        q, g = q.to(dtype), g.to(dtype)
+    return _sbir(
+        q,
+        query_labels,
+        g.to(q.device),
+        gallery_labels,
+        distance=distance,
+        ks=ks,
+        chunk_size=chunk_size,
+        interpolated_ap=interpolated_ap,
+    )
+
+
+@torch.no_grad()
+def sbir_binary_metrics(
+    query: Tensor,
+    query_labels: Tensor,
+    gallery: Tensor,
+    gallery_labels: Tensor,
+    *,
+    bits: int = 64,
+    fit_on: Literal["query", "gallery"] = "query",
+    seed: int = 0,
+    iterations: int = 50,
+    ks: Sequence[int] = (100, 200),
+    chunk_size: int = 1024,
+    interpolated_ap: bool = True,
+    published_itq: bool = False,
+) -> dict[str, float]:
+    """:func:`sbir_metrics` on ITQ binary codes ranked by Hamming distance.
+
+    ITQ (:mod:`.itq`) is fitted on one side and encodes both: ``fit_on="query"`` as DSN
+    (``compressITQ(query, gallery)``), ``"gallery"`` as MATHM (``compressITQ(gallery,
+    query)``). Hamming distances are integers, so ties are everywhere and the tie rule
+    ``(distance, gallery index)`` decides much of the figure; the published code leaves it to
+    numpy's unstable ``argsort``.
+
+    Args:
+        query, query_labels, gallery, gallery_labels: as in :func:`sbir_metrics`.
+        bits: code length ``B``.
+        fit_on: the side ITQ is fitted on.
+        seed: seed of ITQ's initial rotation.
+        iterations: ITQ iterations.
+        ks, chunk_size, interpolated_ap: as in :func:`sbir_metrics`.
+        published_itq: reproduce the published ITQ (transposed-SVD update, each side centred
+            on its own mean) instead of the corrected one.
+
+    Returns:
+        The keys of :func:`sbir_metrics`.
+    """
+    q = check_embeddings(query, name="query")
+    g = check_embeddings(gallery, name="gallery").to(q.device)
+    if fit_on not in ("query", "gallery"):
+        raise ValueError(f"fit_on must be 'query' or 'gallery', got {fit_on!r}")
+    itq = fit_itq(
+        q if fit_on == "query" else g,
+        bits=bits,
+        iterations=iterations,
+        seed=seed,
+        published_update=published_itq,
+    )
+    return _sbir(
+        itq.encode(q, own_mean=published_itq),
+        query_labels,
+        itq.encode(g, own_mean=published_itq),
+        gallery_labels,
+        distance=hamming_distance,
+        ks=ks,
+        chunk_size=chunk_size,
+        interpolated_ap=interpolated_ap,
+    )
+
+
+def _sbir(
+    q: Tensor,
+    query_labels: Tensor,
+    g: Tensor,
+    gallery_labels: Tensor,
+    *,
+    distance: Distance,
+    ks: Sequence[int],
+    chunk_size: int,
+    interpolated_ap: bool,
+) -> dict[str, float]:
+    ql = check_labels(query_labels, q.shape[0], name="query_labels", device=q.device)
+    gl = check_labels(gallery_labels, g.shape[0], name="gallery_labels", device=q.device)
+    ks = check_ks(ks)
+    check_chunk_size(chunk_size)
+    if q.shape[1] != g.shape[1]:
+        raise ValueError(f"query has {q.shape[1]} features but gallery has {g.shape[1]}")
+
+    per_query: dict[str, list[Tensor]] = {}
+    labels: list[Tensor] = []
+    for chunk in iter_relevant_ranks(
+        q, ql, g, gl, distance=distance, depth=None, leave_one_out=False, chunk_size=chunk_size
+    ):
+        keep = chunk.num_relevant > 0
+        labels.append(ql[chunk.rows][keep])
+        values = _per_query(
+            chunk.ranks[keep], chunk.num_relevant[keep], ks, g.shape[0], interpolated_ap
+        )
+        for name, value in values.items():
+            per_query.setdefault(name, []).append(value)
+    kept_labels = torch.cat(labels)
+    if kept_labels.numel() == 0:
+        raise ValueError("no query label occurs in gallery_labels: every AP is undefined")
+    _, cls = torch.unique(kept_labels, return_inverse=True)
+    out: dict[str, float] = {}
+    for name, chunks in per_query.items():
+        v = torch.cat(chunks)
+        out[name] = float(v.mean())
+        out[f"{name}_per_class"] = _mean_of_class_means(v, cls)
+    return out
+
+
+def _per_query(
+    ranks: Tensor, num_relevant: Tensor, ks: tuple[int, ...], gallery_size: int, interpolated: bool
+) -> dict[str, Tensor]:
+    """Per-query AP@all, Prec@K, AP@K from ``(c, W)`` ranks of the relevant photos."""
+    j = torch.arange(1, ranks.shape[1] + 1, device=ranks.device, dtype=torch.float64)
+    valid = torch.arange(ranks.shape[1], device=ranks.device) < num_relevant[:, None]
+    precision = torch.where(valid, j / ranks, 0.0)  # p_j, 0 on padding
+    r = num_relevant.to(torch.float64)
+    if interpolated:
+        # max over j' >= j of p_j' (padding is 0, so it never wins)
+        envelope = precision.flip(1).cummax(dim=1).values.flip(1)
+        ap_all = torch.where(valid, envelope, 0.0).sum(dim=1) / r
+    else:
+        ap_all = precision.sum(dim=1) / r
+    out = {"map_all": ap_all}
+    for k in ks:
+        top = min(k, gallery_size)
+        in_top = valid & (ranks <= top)
+        found = in_top.sum(dim=1).to(torch.float64)
+        out[f"prec_{k}"] = found / top
+        ap_k = torch.where(in_top, precision, 0.0).sum(dim=1) / found.clamp_min(1.0)
+        out[f"map_{k}"] = ap_k  # 0 when nothing relevant is in the top K
+    return out
+
+
+def _mean_of_class_means(values: Tensor, cls: Tensor) -> float:
+    num_classes = int(cls.max()) + 1
+    sums = torch.zeros(num_classes, dtype=torch.float64, device=values.device)
+    sums.index_add_(0, cls, values.to(torch.float64))
+    counts = torch.bincount(cls, minlength=num_classes)
+    return float((sums / counts).mean())

@@ -1,0 +1,262 @@
+"""``mathm``: modality-aware triplet hard mining for zero-shot SBIR (shared/methods.md section 6).
+
+Loss per PK batch (``P`` classes x (``K`` sketches + ``K`` photos)):
+``L = CE(W_c e, y) + triplet_weight * MATHMTripletLoss(e, y, t)`` with ``e`` the retrieval
+embedding (L2-normalised inside the triplet loss) and ``t`` the modality tags; the triplet part
+is selected by ``mode`` (``ce``, ``within``, ``cross``, ``hybrid``, ``all``, ``mathm``: see
+:mod:`trainables.mathm.weighting`) and ``published=True`` reproduces the released code's
+computation instead of the corrected one. Unlike the released ``--tri-lambda``, the triplet
+weight defaults to 1, not 0.
+
+Schedule (released recipe, per epoch): the backbone frozen for ``freeze_epochs`` epochs, a
+linear warmup over ``warmup_epochs`` epochs, then cosine decay; Adam with the backbone at
+``backbone_lr_mult x lr``.
+
+Data: the embedded two-modality digits by default (SMOKE SCALE: 16x16 digits with a derived
+sketch modality, 6 train / 2 validation / 2 test classes, :mod:`trainables.sbir.data`), or
+Sketchy-Extended / TU-Berlin-Extended from ``data_root`` (SAKE layout). Each epoch reports
+``train/*`` (losses, the per-type triplet weights ``train/weight_within`` /
+``train/weight_cross`` / ``train/weight_hybrid``, gates, per-type losses and counts) and, on
+the VALIDATION classes held out from the seen classes, ``val/map_all``,
+``val/map_all_per_class``, ``val/prec_100``, ``val/map_100``, ``val/prec_200``,
+``val/map_200`` (sketch queries, photo gallery). The unseen test classes are read only by
+:func:`evaluate_test`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainables.config import ConfigError, from_flat
+from trainables.mathm.weighting import MATHMTripletLoss
+from trainables.sbir.data import load_sbir_data, num_train_classes, sbir_settings
+from trainables.sbir.network import SBIRNet, build_sbir_net, resolve_backbone
+from trainables.sbir.runtime import epoch_generator, resolve_device
+
+__all__ = ["MATHMConfig", "build_model", "evaluate_test", "lr_factor", "train"]
+
+
+@dataclass(frozen=True)
+class MATHMConfig:
+    max_epochs: int = 6  # an epoch is `iterations` batches (released: 40 x 200)
+    seed: int = 0  # seeds the validation-class draw, the batches, the views and the init
+    # --- data (trainables.sbir.data)
+    dataset: Literal["digits", "sketchy", "tuberlin"] = "digits"  # digits: smoke scale
+    sketchy_split: int = 1  # Sketchy-Extended split: 1 (100/25 classes) or 2 (104/21)
+    data_root: str = ""  # real benchmarks; "" reads $DMLSWEEP_SKETCHY_ROOT / _TUBERLIN_ROOT
+    val_fraction: float = 0.25  # seen classes held out for validation (digits: 2 of 8)
+    val_max_per_class: int = 0  # cap on validation sketches / photos per class (0: all)
+    image_size: int = 16  # digits 16 (edge strokes need it), real benchmarks 224
+    num_workers: int = 4  # data-loader workers (real benchmarks only)
+    eval_batch_size: int = 256
+    # --- network (trainables.sbir.network)
+    backbone: Literal["auto", "small_cnn", "cse_resnet50"] = "auto"  # auto: by dataset
+    pretrained: str = ""  # CSE-ResNet-50 init: "" random, "imagenet" (hub cache) or a path
+    cnn_width: int = 16  # small CNN width (digits)
+    embedding_size: int = 64  # retrieval embedding (released: 512)
+    # --- batches: P classes x (K sketches + K photos)
+    classes_per_batch: int = 4  # P (released: 15)
+    per_modality: int = 4  # K (released: 4)
+    iterations: int = 25  # batches per epoch (released: 200)
+    # --- loss
+    mode: Literal["ce", "within", "cross", "hybrid", "all", "mathm"] = "mathm"
+    margin: float = 0.2  # triplet margin m
+    beta: float = 20.0  # softplus / sigmoid sharpness
+    floor: float = 0.1  # lower bound of the gates in the adaptive weights
+    triplet_weight: float = 1.0  # weight of the triplet term next to CE (released default 0!)
+    published: bool = False  # reproduce the released (buggy) computation, for comparisons
+    # --- optimisation
+    lr: float = 3e-3  # Adam, new layers (released: 1e-4)
+    backbone_lr_mult: float = 1.0  # backbone lr = this x lr (released: 0.1, pretrained)
+    weight_decay: float = 1e-4
+    freeze_epochs: int = 0  # epochs with the backbone frozen (released: 2)
+    warmup_epochs: int = 1  # linear warmup, then cosine (released: 5)
+    amp: bool = True  # mixed precision on CUDA (no effect on CPU)
+    device: str = "auto"  # auto: CUDA when available
+    # --- final evaluation
+    binary_fit_on: Literal["query", "gallery"] = "gallery"  # ITQ side (MATHM: gallery photos)
+
+    def __post_init__(self) -> None:
+        if self.dataset == "digits" and self.pretrained:
+            raise ConfigError("MATHMConfig.pretrained: the digits' small CNN has no weights")
+        for name in ("max_epochs", "iterations", "classes_per_batch", "per_modality"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"MATHMConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.classes_per_batch < 2:
+            raise ConfigError("MATHMConfig.classes_per_batch must be >= 2: triplets need negatives")
+
+
+def lr_factor(epoch: int, *, warmup_epochs: int, max_epochs: int) -> float:
+    """Multiplier of the learning rate in 1-based ``epoch``.
+
+    ``e = epoch - 1``: ``(e + 1) / W`` while ``e < W`` (linear warmup), then
+    ``0.5 (1 + cos(pi (e - W) / (E - W)))`` (cosine, never reaching 0 within ``E`` epochs).
+    """
+    e = epoch - 1
+    if e < warmup_epochs:
+        return (e + 1) / warmup_epochs
+    return 0.5 * (
+        1.0 + math.cos(math.pi * (e - warmup_epochs) / max(1, max_epochs - warmup_epochs))
+    )
+
+
+def _network(cfg: MATHMConfig, *, load_weights: bool) -> SBIRNet:
+    settings = sbir_settings(cfg)
+    return build_sbir_net(
+        backbone=resolve_backbone(cfg.backbone, dataset=cfg.dataset),
+        num_classes=num_train_classes(settings),
+        embedding_size=cfg.embedding_size,
+        classifier_bias=False,  # as released (HashingModel.linear)
+        in_channels=1 if cfg.dataset == "digits" else 3,
+        cnn_width=cfg.cnn_width,
+        weights=(cfg.pretrained or None) if load_weights else None,
+    )
+
+
+def build_model(config: dict[str, Any]) -> nn.Module:
+    """The network of a trial (its forward gives the retrieval embedding), without pretrained
+    weights: the caller loads a checkpoint into it."""
+    return _network(from_flat(MATHMConfig, config), load_weights=False)
+
+
+def _optimizer(model: SBIRNet, cfg: MATHMConfig) -> torch.optim.Optimizer:
+    backbone = list(model.net.backbone.parameters())
+    ids = {id(p) for p in backbone}
+    heads = [p for p in model.parameters() if id(p) not in ids]
+    return torch.optim.Adam(
+        [
+            {
+                "params": backbone,
+                "lr": cfg.lr * cfg.backbone_lr_mult,
+                "base_lr": cfg.lr * cfg.backbone_lr_mult,
+            },
+            {"params": heads, "lr": cfg.lr, "base_lr": cfg.lr},
+        ],
+        weight_decay=cfg.weight_decay,
+    )
+
+
+def train(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable: trains, validates and checkpoints once per epoch."""
+    from trainables.dml.backbones import autocast_context
+    from trainables.dml.data.samplers import PKModalitySampler
+    from trainables.reporting import report_epoch, restore_state
+    from trainables.sbir.evaluation import retrieval_metrics
+
+    cfg = from_flat(MATHMConfig, config)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    data = load_sbir_data(sbir_settings(cfg), parts=("train", "val"))
+    assert data.train is not None and data.val is not None
+    model = _network(cfg, load_weights=True).to(device)
+    loss_fn = MATHMTripletLoss(
+        margin=cfg.margin, beta=cfg.beta, floor=cfg.floor, mode=cfg.mode, published=cfg.published
+    )
+    optimizer = _optimizer(model, cfg)
+    start_epoch = 1
+    state = restore_state()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = state["epoch"] + 1
+
+    sampler = PKModalitySampler(
+        data.train.labels,
+        data.train.modalities,
+        classes_per_batch=cfg.classes_per_batch,
+        per_modality=cfg.per_modality,
+        iterations=cfg.iterations,
+        seed=cfg.seed,
+    )
+    for epoch in range(start_epoch, cfg.max_epochs + 1):
+        tic = time.perf_counter()
+        factor = lr_factor(epoch, warmup_epochs=cfg.warmup_epochs, max_epochs=cfg.max_epochs)
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        # released fix_base_para: the (pretrained) backbone waits while the new layers settle
+        model.net.backbone.requires_grad_(epoch > cfg.freeze_epochs)
+        model.train()
+        sampler.set_epoch(epoch)
+        sums: dict[str, float] = {}
+        batches = 0
+        generator = epoch_generator(cfg.seed, epoch)
+        for images, labels, tags in data.train.batches(sampler, views=0, generator=generator):
+            images, labels, tags = images.to(device), labels.to(device), tags.to(device)
+            with autocast_context(device, enabled=cfg.amp):
+                embeddings = model(images, tags)  # (B, D) float32
+                logits = model.classify(embeddings)
+            ce = F.cross_entropy(logits.float(), labels)
+            out = loss_fn(embeddings.float(), labels, tags)
+            loss = ce + cfg.triplet_weight * out.loss
+            if not bool(torch.isfinite(loss)):
+                raise FloatingPointError(
+                    f"MATHM loss is not finite at epoch {epoch}: ce={float(ce)}, "
+                    f"triplet={float(out.loss)}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step = {
+                "train/loss": float(loss.detach()),
+                "train/loss_ce": float(ce.detach()),
+                **out.metrics(),
+            }
+            for key, value in step.items():
+                sums[key] = sums.get(key, 0.0) + value
+            batches += 1
+        train_metrics = {
+            key.replace("train/triplet_weight_", "train/weight_"): value / batches
+            for key, value in sums.items()
+        }
+        val = retrieval_metrics(
+            model,
+            data.val,
+            prefix="val/",
+            device=device,
+            batch_size=cfg.eval_batch_size,
+            amp=cfg.amp,
+        )
+        metrics = {
+            **train_metrics,
+            "train/lr": cfg.lr * factor,
+            "train/epoch_seconds": time.perf_counter() - tic,
+            **val,
+        }
+        report_epoch(
+            metrics,
+            state={
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "config": asdict(cfg),
+            },
+        )
+
+
+def evaluate_test(model: nn.Module, config: dict[str, Any]) -> dict[str, float]:
+    """Final evaluation on the unseen test classes: ``test/map_all``,
+    ``test/map_all_per_class``, ``test/prec_100``, ... and the ITQ 64-bit binary
+    ``test/binary_*`` (ITQ fitted on ``binary_fit_on``; ``min(64, embedding_size)`` bits,
+    reported as ``test/binary_bits``)."""
+    from trainables.sbir.evaluation import TEST_BITS, test_metrics
+
+    cfg = from_flat(MATHMConfig, config)
+    device = resolve_device(cfg.device)
+    data = load_sbir_data(sbir_settings(cfg), parts=("test",))
+    assert data.test is not None
+    return test_metrics(
+        model.to(device),
+        data.test,
+        device=device,
+        batch_size=cfg.eval_batch_size,
+        fit_on=cfg.binary_fit_on,
+        bits=min(TEST_BITS, cfg.embedding_size),
+        amp=cfg.amp,
+    )

@@ -1,0 +1,97 @@
+"""Sketch-to-photo retrieval metrics of a trained network on one part (validation or test).
+
+The part's sketches are the queries and its photos the gallery (methods.md section 2); both are
+encoded with the network's retrieval embedding and compared by Euclidean distance between
+L2-normalised embeddings (:func:`trainables.dml.metrics.sbir_metrics`). Both mAP averagings
+are reported: ``map_all`` over all queries (MATHM) and ``map_all_per_class`` within each class,
+then across classes (DSN). The binary codes are ITQ on 64 bits, ranked by Hamming distance
+(:func:`trainables.dml.metrics.sbir_binary_metrics`), fitted on the side ``fit_on``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from trainables.dml.backbones import autocast_context
+from trainables.sbir.data import PHOTO, SKETCH, Part
+
+__all__ = ["TEST_BITS", "encode", "retrieval_metrics", "test_metrics"]
+
+TEST_BITS = 64  # ITQ code length of the final evaluation (both papers)
+
+FitOn = Literal["query", "gallery"]
+
+
+@torch.no_grad()
+def encode(
+    model: nn.Module, part: Part, *, device: torch.device, batch_size: int, amp: bool = True
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Embed every item of ``part`` in eval mode: ``(N, D)`` float32, labels and modality tags
+    ``(N,)``, all on the CPU. The model's training mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    chunks, labels, tags = [], [], []
+    try:
+        for images, y, m in part.eval_batches(batch_size):
+            with autocast_context(device, enabled=amp):
+                z = model(images.to(device, non_blocking=True), m.to(device))
+            chunks.append(z.float().cpu())
+            labels.append(y)
+            tags.append(m)
+    finally:
+        model.train(was_training)
+    return torch.cat(chunks), torch.cat(labels), torch.cat(tags)
+
+
+def _split(
+    embeddings: Tensor, labels: Tensor, modalities: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    sketch, photo = modalities == SKETCH, modalities == PHOTO
+    if not bool(sketch.any()) or not bool(photo.any()):
+        raise ValueError("retrieval needs both sketches (queries) and photos (gallery) in the part")
+    return embeddings[sketch], labels[sketch], embeddings[photo], labels[photo]
+
+
+def retrieval_metrics(
+    model: nn.Module,
+    part: Part,
+    *,
+    prefix: str,
+    device: torch.device,
+    batch_size: int,
+    amp: bool = True,
+) -> dict[str, float]:
+    """Real-valued sketch -> photo metrics of ``part``, keys ``{prefix}map_all``,
+    ``{prefix}map_all_per_class``, ``{prefix}prec_100``, ``{prefix}map_100``,
+    ``{prefix}prec_200``, ``{prefix}map_200``."""
+    from trainables.dml.metrics import sbir_metrics
+
+    q, ql, g, gl = _split(*encode(model, part, device=device, batch_size=batch_size, amp=amp))
+    return {f"{prefix}{k}": float(v) for k, v in sbir_metrics(q, ql, g, gl).items()}
+
+
+def test_metrics(
+    model: nn.Module,
+    part: Part,
+    *,
+    device: torch.device,
+    batch_size: int,
+    fit_on: FitOn,
+    bits: int = TEST_BITS,
+    amp: bool = True,
+    prefix: str = "test/",
+) -> dict[str, float]:
+    """Real-valued and binary (ITQ, ``bits``) metrics of ``part``: the keys of
+    :func:`retrieval_metrics`, the same with ``binary_`` (``{prefix}binary_map_all``, ...) and
+    ``{prefix}binary_bits``."""
+    from trainables.dml.metrics import sbir_binary_metrics, sbir_metrics
+
+    q, ql, g, gl = _split(*encode(model, part, device=device, batch_size=batch_size, amp=amp))
+    out = {f"{prefix}{k}": float(v) for k, v in sbir_metrics(q, ql, g, gl).items()}
+    binary = sbir_binary_metrics(q, ql, g, gl, bits=bits, fit_on=fit_on)
+    out.update({f"{prefix}binary_{k}": float(v) for k, v in binary.items()})
+    out[f"{prefix}binary_bits"] = float(bits)
+    return out
