@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -18,14 +17,14 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ray_bin = shutil.which("ray", path=str(VENV_BIN)) or "ray"
     port = free_port()
     temp_dir = tmp_path_factory.mktemp("ray")
-    # Token auth: the head and every driver of the session share one token (a stale
-    # ~/.ray/auth_token would otherwise turn auth on for the head only).
-    os.environ["RAY_AUTH_MODE"] = "token"
-    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    # A loopback-only test cluster: token auth off for the head and every driver alike (a
+    # stale ~/.ray/auth_token would otherwise turn it on for the head only). The compose
+    # stack and the cluster manifests keep token auth on.
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     subprocess.run(
         [ray_bin, "start", "--head", f"--port={port}", "--num-cpus=2", "--num-gpus=0",
-         "--include-dashboard=false", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+         "--include-dashboard=false", "--node-ip-address=127.0.0.1", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
         check=True, env=env, capture_output=True, timeout=120,
     )
     address = f"127.0.0.1:{port}"

@@ -106,6 +106,7 @@ def test_best_trials_have_model_artifacts(baseline_sweep) -> None:
     best = finished[0]
     assert best.info.run_id in by_run
     assert parents[0].data.tags["dmlsweep.best_run_id"] == best.info.run_id
+    mlflow.set_tracking_uri(f"sqlite:///{runs_dir / 'mlflow.db'}")
     model = mlflow.pytorch.load_model(by_run[best.info.run_id].model_uri)
     embedding = model(torch.zeros(3, 1, 8, 8))
     assert embedding.shape == (3, int(best.data.params["embedding_size"]))
