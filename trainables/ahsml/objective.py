@@ -62,7 +62,7 @@ class AHSMLConfig:
     adaptive_margins: bool = True  # ablation: False = constant margins gamma
     consistency: bool = True  # ablation: False = no augmentation-positive term
     # optimisation
-    lr: float = 3e-3
+    lr: float = 1e-3
     weight_decay: float = 1e-4
 
     def __post_init__(self) -> None:
