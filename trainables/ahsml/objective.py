@@ -184,7 +184,7 @@ def train(config: dict[str, Any]) -> None:
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             optimizer.step()
-            for key, value in {"loss": float(out.loss), **out.as_metrics()}.items():
+            for key, value in out.as_metrics().items():
                 if math.isfinite(value):  # a statistic is undefined in some batches (NaN)
                     sums[key] = sums.get(key, 0.0) + value
                     counts[key] = counts.get(key, 0) + 1
