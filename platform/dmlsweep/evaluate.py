@@ -41,7 +41,9 @@ def evaluate_run(run_id: str, *, tracking_uri: str) -> dict[str, float]:
     if not hasattr(objective, "evaluate_test"):
         raise DmlsweepError(f"objective {objective_name!r} has no final evaluation")
     # Parameters are stored as text; YAML gives back their numbers and booleans.
-    config: dict[str, Any] = {k: yaml.safe_load(v) for k, v in run.data.params.items()}
+    config: dict[str, Any] = {
+        k: yaml.safe_load(v) if v != "" else "" for k, v in run.data.params.items()
+    }
     models = client.search_logged_models(
         experiment_ids=[run.info.experiment_id],
         filter_string=f"source_run_id = '{run_id}'",

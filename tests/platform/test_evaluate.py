@@ -18,7 +18,7 @@ def test_evaluate_logs_test_metrics_to_the_run(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     experiment = client.create_experiment("e", artifact_location=(tmp_path / "a").as_uri())
-    config = {"max_epochs": 1, "seed": 0, "embedding_size": 32}
+    config = {"max_epochs": 1, "seed": 0, "embedding_size": 32, "data_root": ""}  # "" stays ""
     run = client.create_run(experiment, tags={"dmlsweep.objective": "mathm"})
     for key, value in config.items():
         client.log_param(run.info.run_id, key, value)
