@@ -156,6 +156,10 @@ def pairwise_dist(x: Tensor, y: Tensor, *, curvature: float | Tensor) -> Tensor:
             eye = torch.eye(len(x64), dtype=torch.bool, device=x64.device)
             sq_diff = sq_diff.masked_fill(eye, 0.0)
         dist = _dist_from_sq(sq_diff, x_sq[:, None], y_sq[None, :], c)
+        # The projection's masks turn a NaN point into a finite one: give NaN back, so a
+        # diverged embedding fails the loss's finiteness check instead of passing unseen.
+        bad = x_sq.isnan()[:, None] | y_sq.isnan()[None, :]  # (N, M)
+        dist = dist.masked_fill(bad, float("nan"))
         return dist.to(out_dtype)
 
 

@@ -281,3 +281,11 @@ def test_curvature_is_not_decayed_by_an_optimizer_step():
 def test_param_groups_rejects_negative_decay():
     with pytest.raises(ValueError, match="weight_decay"):
         param_groups(_model(), weight_decay=-1.0)
+
+
+def test_pairwise_dist_propagates_nan() -> None:
+    x = torch.randn(4, 3) * 0.1
+    x[1, 0] = float("nan")
+    d = pairwise_dist(x, x, curvature=0.5)
+    assert torch.isnan(d[1]).all() and torch.isnan(d[:, 1]).all()
+    assert torch.isfinite(d[[0, 2, 3]][:, [0, 2, 3]]).all()
