@@ -8,6 +8,7 @@ sweep really starts.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,29 +25,70 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--space", help="space name in sweeps/spaces (e.g. ahsml) or a YAML path")
     p.add_argument("--list-spaces", action="store_true", help="list the spaces and exit")
-    p.add_argument("--dry-run", action="store_true", help="validate and print the space; start nothing")
+    p.add_argument(
+        "--dry-run", action="store_true", help="validate and print the space; start nothing"
+    )
     p.add_argument("--num-samples", type=int, default=20, help="number of trials (default 20)")
-    p.add_argument("--max-epochs", type=int, help="epochs per trial (default: the space's max_epochs)")
+    p.add_argument(
+        "--max-epochs", type=int, help="epochs per trial (default: the space's max_epochs)"
+    )
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
-    p.add_argument("--gpus-per-trial", type=float, default=0.0,
-                   help="GPUs per trial; fractions below 1 pack trials on a GPU (default 0)")
+    p.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=0.0,
+        help="GPUs per trial; fractions below 1 pack trials on a GPU (default 0)",
+    )
     p.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
-    p.add_argument("--address", help="join an existing Ray cluster (e.g. auto, ray://head:10001); "
-                   "default: start a local Ray")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite under --runs-dir)")
-    p.add_argument("--storage", help="Optuna storage database URL (default: sqlite under --runs-dir)")
+    p.add_argument(
+        "--address",
+        help="join an existing Ray cluster (e.g. auto, ray://head:10001); "
+        "default: start a local Ray",
+    )
+    # Secrets stay out of command lines: both URLs may come from the environment.
+    p.add_argument(
+        "--tracking-uri",
+        default=os.environ.get("MLFLOW_TRACKING_URI"),
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite under --runs-dir)",
+    )
+    p.add_argument(
+        "--storage",
+        default=os.environ.get("DMLSWEEP_OPTUNA_STORAGE"),
+        help="Optuna storage database URL (default: $DMLSWEEP_OPTUNA_STORAGE, else "
+        "sqlite under --runs-dir)",
+    )
     p.add_argument("--name", help="sweep name: Ray experiment, Optuna study and MLflow parent run")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampler and the trials (default 0)")
-    p.add_argument("--scheduler", choices=("asha", "fifo"), default="asha",
-                   help="early stopping: asha (default) or fifo (none)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the sampler and the trials (default 0)"
+    )
+    p.add_argument(
+        "--scheduler",
+        choices=("asha", "fifo"),
+        default="asha",
+        help="early stopping: asha (default) or fifo (none)",
+    )
     p.add_argument("--grace-period", type=int, default=1, help="ASHA: epochs before any stop")
     p.add_argument("--reduction-factor", type=int, default=2, help="ASHA: keep 1/this per rung")
-    p.add_argument("--log-models", type=int, default=3, metavar="K",
-                   help="log the model of the K best trials to MLflow (default 3)")
-    p.add_argument("--runs-dir", type=Path, default=Path("dmlsweep-runs"),
-                   help="where local runs live: MLflow/Optuna SQLite, Ray results (default ./dmlsweep-runs)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a fixed setting of the space (YAML value), repeatable")
+    p.add_argument(
+        "--log-models",
+        type=int,
+        default=3,
+        metavar="K",
+        help="log the model of the K best trials to MLflow (default 3)",
+    )
+    p.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=Path("dmlsweep-runs"),
+        help="where local runs live: MLflow/Optuna SQLite, Ray results (default ./dmlsweep-runs)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a fixed setting of the space (YAML value), repeatable",
+    )
     return p
 
 
@@ -83,7 +125,8 @@ def _run(args: argparse.Namespace) -> int:
         for name in list_spaces():
             try:
                 space = load_space(name)
-                print(f"{name:20s} {space.objective:10s} {space.description.strip().splitlines()[0] if space.description else ''}")
+                summary = space.description.strip().splitlines()[0] if space.description else ""
+                print(f"{name:20s} {space.objective:10s} {summary}")
             except DmlsweepError as exc:
                 print(f"{name:20s} INVALID: {exc}")
         return 0
@@ -115,11 +158,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.dry_run:
         prepare_settings(space, options)
         print(space.describe())
-        print(f"  max_epochs = {max_epochs}; {options.num_samples} trials; first trial: {space.defaults()}")
+        print(f"  max_epochs = {max_epochs}; {options.num_samples} trials")
+        print(f"  first trial: {space.defaults()}")
         return 0
 
-    from dmlsweep.runner import run_sweep
     from dmlsweep.report import print_outcome
+    from dmlsweep.runner import run_sweep
 
     outcome = run_sweep(options)
     print_outcome(outcome)

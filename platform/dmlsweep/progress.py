@@ -39,7 +39,9 @@ class ConsoleProgress(Callback):
         self.__dict__.update(state)
         self.out = sys.stdout
 
-    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+    def on_trial_start(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         self.running.add(trial.trial_id)
         self._print()
 
@@ -49,7 +51,9 @@ class ConsoleProgress(Callback):
         state = final_state(trial.last_result, error=False, max_epochs=self.max_epochs)
         self._end(trial, state)
 
-    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+    def on_trial_error(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         self._end(trial, TrialState.FAIL)
 
     def _end(self, trial: Trial, state: TrialState) -> None:

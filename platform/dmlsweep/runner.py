@@ -217,11 +217,18 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
     try:
         parent_run_id = tracking.start_parent()
     except Exception as exc:
-        raise DmlsweepError(f"cannot reach the MLflow tracking store {mask(tracking_uri)}: {exc}") from exc
-    print(f"sweep {name}: {options.num_samples} trials of {space.objective}, "
-          f"metric {space.metric} ({space.mode}), up to {max_epochs} epochs each", flush=True)
-    print(f"  tracking: {mask(tracking_uri)}  experiment {experiment}  parent run {parent_run_id}",
-          flush=True)
+        raise DmlsweepError(
+            f"cannot reach the MLflow tracking store {mask(tracking_uri)}: {exc}"
+        ) from exc
+    print(
+        f"sweep {name}: {options.num_samples} trials of {space.objective}, "
+        f"metric {space.metric} ({space.mode}), up to {max_epochs} epochs each",
+        flush=True,
+    )
+    print(
+        f"  tracking: {mask(tracking_uri)}  experiment {experiment}  parent run {parent_run_id}",
+        flush=True,
+    )
 
     progress = ConsoleProgress(
         metric=space.metric, mode=space.mode, max_epochs=max_epochs, num_samples=options.num_samples
@@ -266,7 +273,11 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
     best = None
     if complete:
         best_result = next(r for r in results if r.metrics.get("trial_id") == complete[0]["trial"])
-        best = {p.name: best_result.config[p.name] for p in space.parameters if p.name in best_result.config}
+        best = {
+            p.name: best_result.config[p.name]
+            for p in space.parameters
+            if p.name in best_result.config
+        }
     return SweepOutcome(
         name=name,
         space=space,
@@ -295,16 +306,22 @@ def _init_ray(address: str | None) -> None:
         return
     # Trials import the objectives; make the checkout importable in workers even when the
     # package is not installed in their environment.
-    runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(
-        [str(REPO_ROOT), str(REPO_ROOT / "platform"), os.environ.get("PYTHONPATH", "")]
-    )}}
+    runtime_env = {
+        "env_vars": {
+            "PYTHONPATH": os.pathsep.join(
+                [str(REPO_ROOT), str(REPO_ROOT / "platform"), os.environ.get("PYTHONPATH", "")]
+            )
+        }
+    }
     try:
         if address:
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
         else:
             ray.init(include_dashboard=False, runtime_env=runtime_env, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise DmlsweepError(f"cannot connect to Ray at {address or 'a new local instance'}: {exc}") from exc
+        raise DmlsweepError(
+            f"cannot connect to Ray at {address or 'a new local instance'}: {exc}"
+        ) from exc
 
 
 def _check_resources(options: SweepOptions) -> None:
@@ -363,11 +380,16 @@ def _git_commit() -> str:
     try:
         out = subprocess.run(
             ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         )
         dirty = subprocess.run(
             ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5,
+            capture_output=True,
+            text=True,
+            timeout=5,
         ).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):

@@ -191,7 +191,9 @@ class SearchSpace:
                 else ""
             )
             default = f" (default {p.default!r})" if p.default is not None else ""
-            lines.append(f"  parameter {p.name}: {type(p).__name__[:-5].lower()} {rng}{default}{cond}")
+            lines.append(
+                f"  parameter {p.name}: {type(p).__name__[:-5].lower()} {rng}{default}{cond}"
+            )
         return "\n".join(lines)
 
 
@@ -225,7 +227,7 @@ def load_space(name_or_path: str, *, known_objectives: Sequence[str] | None = No
 def parse_space(
     raw: Any, *, path: Path, known_objectives: Sequence[str] | None = None
 ) -> SearchSpace:
-    """Validate a loaded YAML document; every problem names the file, the key and what is allowed."""
+    """Validate a loaded YAML document; each problem names the file, the key and what is allowed."""
 
     def fail(key: str, problem: str) -> SpaceError:
         return SpaceError(f"{path}: {key}: {problem}")
@@ -234,14 +236,18 @@ def parse_space(
         raise fail("<top level>", f"expected a mapping with keys {sorted(_TOP_KEYS)}")
     unknown = set(raw) - _TOP_KEYS
     if unknown:
-        raise fail(", ".join(sorted(map(str, unknown))), f"unknown key; allowed: {sorted(_TOP_KEYS)}")
+        raise fail(
+            ", ".join(sorted(map(str, unknown))), f"unknown key; allowed: {sorted(_TOP_KEYS)}"
+        )
     for key in _REQUIRED_TOP_KEYS:
         if key not in raw:
             raise fail(key, "missing (required)")
 
     objective = raw["objective"]
     if known_objectives is not None and objective not in known_objectives:
-        raise fail("objective", f"unknown objective {objective!r}; known: {sorted(known_objectives)}")
+        raise fail(
+            "objective", f"unknown objective {objective!r}; known: {sorted(known_objectives)}"
+        )
     if raw["mode"] not in ("max", "min"):
         raise fail("mode", f"{raw['mode']!r} is not allowed; allowed: 'max', 'min'")
     if not isinstance(raw["metric"], str) or not raw["metric"]:
@@ -337,7 +343,9 @@ def _parse_param(name: str, spec: Any, *, declared: list[str], fail: Any) -> Par
             raise fail(f"{key}.default", f"{default} is outside [{low}, {high}]")
         default = number(default)
     if kind == "float":
-        return FloatParam(name=name, default=default, when=when, low=low, high=high, log=log, step=step)
+        return FloatParam(
+            name=name, default=default, when=when, low=low, high=high, log=log, step=step
+        )
     return IntParam(
         name=name, default=default, when=when, low=low, high=high, log=log, step=step or 1
     )

@@ -19,7 +19,7 @@ from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from optuna.trial import TrialState
 from ray.tune import Callback
 from ray.tune.experiment import Trial
@@ -130,7 +130,9 @@ class MlflowTracking(Callback):
         return self.parent_run_id
 
     # -- Tune hooks ---------------------------------------------------------------------------
-    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+    def on_trial_start(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         if trial.trial_id in self.trial_runs:
             return
         run = self.client.create_run(
@@ -168,7 +170,9 @@ class MlflowTracking(Callback):
         state = final_state(trial.last_result, error=False, max_epochs=self.record.max_epochs)
         self._end_trial(trial, state)
 
-    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+    def on_trial_error(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         self._end_trial(trial, TrialState.FAIL)
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
@@ -216,14 +220,20 @@ class MlflowTracking(Callback):
         counts: dict[str, int] = {}
         for trial in trials:
             counts[trial.status] = counts.get(trial.status, 0) + 1
-        metrics = [Metric(f"trials/{k.lower()}", v, int(time.time() * 1000), 0) for k, v in counts.items()]
+        metrics = [
+            Metric(f"trials/{k.lower()}", v, int(time.time() * 1000), 0) for k, v in counts.items()
+        ]
         params: list[Param] = []
         tags = [RunTag("dmlsweep.trials", str(len(trials)))]
         if ranked:
             best = ranked[0]
             metrics.append(
-                Metric(f"best/{self.record.metric}", float(best.last_result[self.record.metric]),
-                       int(time.time() * 1000), 0)
+                Metric(
+                    f"best/{self.record.metric}",
+                    float(best.last_result[self.record.metric]),
+                    int(time.time() * 1000),
+                    0,
+                )
             )
             tags.append(RunTag("dmlsweep.best_trial", best.trial_id))
             tags.append(RunTag("dmlsweep.best_run_id", self.trial_runs.get(best.trial_id, "")))

@@ -62,3 +62,14 @@ def test_unknown_space_and_objective(tmp_path: Path) -> None:
     space.write_text("objective: ghost\nmetric: m\nmode: max\nparameters: {x: {type: float, low: 0, high: 1}}\n")
     proc = run_cli("--space", str(space), cwd=tmp_path)
     assert proc.returncode == 2 and "unknown objective 'ghost'" in proc.stderr
+
+
+def test_database_urls_may_come_from_the_environment(monkeypatch) -> None:
+    from dmlsweep.cli import build_parser
+
+    monkeypatch.setenv("DMLSWEEP_OPTUNA_STORAGE", "postgresql+psycopg2://u:p@db/optuna")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    args = build_parser().parse_args(["--space", "baseline"])
+    assert args.storage == "postgresql+psycopg2://u:p@db/optuna"
+    assert args.tracking_uri == "http://mlflow:5000"
+    assert build_parser().parse_args(["--storage", "sqlite:///x.db"]).storage == "sqlite:///x.db"

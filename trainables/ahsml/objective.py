@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from trainables.config import ConfigError, from_flat
 
@@ -138,8 +138,8 @@ def validate_settings(settings: dict[str, Any]) -> None:
 def train(config: dict[str, Any]) -> None:
     from trainables.dml.data.augment import AugmentedPair, strong_augment, weak_augment
     from trainables.dml.evaluation import evaluate_embeddings
-    from trainables.dml_data import TrainBatches, embed, load_dml_data
     from trainables.dml.hyperbolic import param_groups
+    from trainables.dml_data import TrainBatches, embed, load_dml_data
     from trainables.reporting import report_epoch, restore_state
 
     cfg = from_flat(AHSMLConfig, config)
