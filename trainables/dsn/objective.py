@@ -252,22 +252,7 @@ def train(config: dict[str, Any]) -> None:
 
 
 def evaluate_test(model: nn.Module, config: dict[str, Any]) -> dict[str, float]:
-    """Final evaluation on the unseen test classes: ``test/map_all``,
-    ``test/map_all_per_class``, ``test/prec_100``, ... and the ITQ 64-bit binary
-    ``test/binary_*`` (ITQ fitted on ``binary_fit_on``; ``min(64, embedding_size)`` bits,
-    reported as ``test/binary_bits``)."""
-    from trainables.sbir.evaluation import TEST_BITS, test_metrics
+    """Final evaluation on the unseen test classes (see ``evaluate_unseen``)."""
+    from trainables.sbir.evaluation import evaluate_unseen
 
-    cfg = from_flat(DSNConfig, config)
-    device = resolve_device(cfg.device)
-    data = load_sbir_data(sbir_settings(cfg), parts=("test",))
-    assert data.test is not None
-    return test_metrics(
-        model.to(device),
-        data.test,
-        device=device,
-        batch_size=cfg.eval_batch_size,
-        fit_on=cfg.binary_fit_on,
-        bits=min(TEST_BITS, cfg.embedding_size),
-        amp=cfg.amp,
-    )
+    return evaluate_unseen(model, from_flat(DSNConfig, config))

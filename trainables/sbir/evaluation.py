@@ -10,7 +10,7 @@ then across classes (DSN). The binary codes are ITQ on 64 bits, ranked by Hammin
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -95,3 +95,25 @@ def test_metrics(
     out.update({f"{prefix}binary_{k}": float(v) for k, v in binary.items()})
     out[f"{prefix}binary_bits"] = float(bits)
     return out
+
+
+def evaluate_unseen(model: nn.Module, cfg: Any) -> dict[str, float]:
+    """The final evaluation shared by DSN and MATHM, on the unseen test classes:
+    ``test/map_all``, ``test/map_all_per_class``, ``test/prec_100``, ... and the ITQ 64-bit
+    binary ``test/binary_*`` (ITQ fitted on ``cfg.binary_fit_on``; ``min(64, embedding_size)``
+    bits, reported as ``test/binary_bits``). ``cfg`` is the objective's config dataclass."""
+    from trainables.sbir.data import load_sbir_data, sbir_settings
+    from trainables.sbir.runtime import resolve_device
+
+    device = resolve_device(cfg.device)
+    data = load_sbir_data(sbir_settings(cfg), parts=("test",))
+    assert data.test is not None
+    return test_metrics(
+        model.to(device),
+        data.test,
+        device=device,
+        batch_size=cfg.eval_batch_size,
+        fit_on=cfg.binary_fit_on,
+        bits=min(TEST_BITS, cfg.embedding_size),
+        amp=cfg.amp,
+    )
