@@ -30,8 +30,7 @@ def poincare_similarity(z: Tensor, *, curvature: float | Tensor, tau: float) -> 
     ``z``'s dtype, at least float32). ``curvature`` is a float or a 0-dim tensor; a tensor gets
     its gradient.
 
-    Raises ``FloatingPointError`` on non-finite embeddings (``pairwise_dist`` would turn them
-    into zero distances) and ``ValueError`` when a point lies on or outside the ball of radius
+    Raises ``FloatingPointError`` on non-finite embeddings (named here, before any distance) and ``ValueError`` when a point lies on or outside the ball of radius
     ``1/sqrt(c)`` (``pairwise_dist`` would silently project it, which hides Euclidean
     features fed to the hyperbolic loss by mistake).
     """
@@ -42,7 +41,7 @@ def poincare_similarity(z: Tensor, *, curvature: float | Tensor, tau: float) -> 
     radius = c**-0.5
     norms = z.detach().double().norm(dim=1)
     if not bool(norms.isfinite().all()):
-        # pairwise_dist would turn NaN rows into zero distances: stop here instead.
+        # Fail with the cause rather than a NaN loss a few steps later.
         raise FloatingPointError("embeddings are not finite (NaN or inf): training diverged")
     outside = norms >= radius
     if bool(outside.any()):
