@@ -34,3 +34,15 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     ray.shutdown()  # else the driver waits a minute for the stopped head at exit
     subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+@pytest.fixture(autouse=True)
+def _restore_mlflow_tracking_uri() -> Iterator[None]:
+    """``mlflow.set_tracking_uri`` is process-global (and exports MLFLOW_TRACKING_URI):
+    undo it after each test so one test's store never becomes the next test's default."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if os.environ.get("MLFLOW_TRACKING_URI") != before:
+        import mlflow
+
+        mlflow.set_tracking_uri(before)

@@ -18,11 +18,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+CLI_URL_VARIABLES = ("MLFLOW_TRACKING_URI", "DMLSWEEP_OPTUNA_STORAGE")
+
+
 def run_cli(*args: str, cwd: Path, timeout: float = 600, env: dict[str, str] | None = None
             ) -> subprocess.CompletedProcess[str]:
-    """Run ``python sweeps/launch.py ARGS`` as a user would."""
+    """Run ``python sweeps/launch.py ARGS`` as a user would.
+
+    The CLI reads its database URLs from the environment, so those variables are not
+    inherited from the test process (where MLflow itself sets one) unless ``env`` gives them.
+    """
+    inherited = {k: v for k, v in os.environ.items() if k not in CLI_URL_VARIABLES}
     return subprocess.run(
         [sys.executable, str(REPO_ROOT / "sweeps" / "launch.py"), *args],
         cwd=cwd, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env={**inherited, **(env or {})},
     )
