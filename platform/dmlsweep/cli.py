@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dmlsweep.errors import DmlsweepError
+from dmlsweep.strategies import SCHEDULERS, SEARCHERS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,13 +63,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="seed of the sampler and the trials (default 0)"
     )
     p.add_argument(
-        "--scheduler",
-        choices=("asha", "fifo"),
-        default="asha",
-        help="early stopping: asha (default) or fifo (none)",
+        "--searcher",
+        choices=SEARCHERS,
+        help="Optuna sampler: tpe, gp, cmaes or random (default: the space file's, else tpe)",
     )
-    p.add_argument("--grace-period", type=int, default=1, help="ASHA: epochs before any stop")
-    p.add_argument("--reduction-factor", type=int, default=2, help="ASHA: keep 1/this per rung")
+    p.add_argument(
+        "--scheduler",
+        choices=SCHEDULERS,
+        help="trial scheduler: asha, hyperband, median, fifo (no early stopping) or pbt "
+        "(population-based training, no searcher) (default: the space file's, else asha)",
+    )
+    p.add_argument("--grace-period", type=int, help="asha, median: epochs before any stop (1)")
+    p.add_argument("--reduction-factor", type=int, help="asha, hyperband: keep 1/this (2)")
+    p.add_argument(
+        "--max-retries",
+        type=int,
+        default=2,
+        help="restart a trial whose worker or node died, from its last checkpoint, up to this "
+        "many times (default 2)",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="NAME",
+        nargs="?",
+        const="",
+        help="continue the sweep NAME (or --name) whose driver died: finished trials stay, "
+        "unfinished ones continue from their checkpoints",
+    )
     p.add_argument(
         "--log-models",
         type=int,
@@ -130,6 +151,12 @@ def _run(args: argparse.Namespace) -> int:
             except DmlsweepError as exc:
                 print(f"{name:20s} INVALID: {exc}")
         return 0
+    resume = args.resume is not None
+    if resume:
+        args.name = args.resume or args.name
+        if not args.name:
+            raise DmlsweepError("--resume needs the sweep's name: --resume NAME")
+        args.space = args.space or "(resumed)"
     if not args.space:
         raise DmlsweepError("--space is required (see --list-spaces)")
 
@@ -147,13 +174,23 @@ def _run(args: argparse.Namespace) -> int:
         storage=args.storage,
         name=args.name,
         seed=args.seed,
+        searcher=args.searcher,
         scheduler=args.scheduler,
         grace_period=args.grace_period,
         reduction_factor=args.reduction_factor,
+        max_retries=args.max_retries,
         models_top_k=args.log_models,
         runs_dir=args.runs_dir,
         extra_settings=_parse_overrides(args.set),
+        resume=resume,
     )
+    if resume:
+        from dmlsweep.report import print_outcome
+        from dmlsweep.runner import run_sweep
+
+        outcome = run_sweep(options)  # the sweep's own options, from its MLflow parent run
+        print_outcome(outcome)
+        return 0 if any(r["state"] == "COMPLETE" for r in outcome.trials) else 1
     space, max_epochs = resolve_space(options)
     if args.dry_run:
         prepare_settings(space, options)

@@ -24,4 +24,5 @@ def print_outcome(outcome: SweepOutcome, *, top: int = 10) -> None:
         print(f"  open {mask(outcome.tracking_uri)}")
     else:
         print(f"  open the UI with: mlflow ui --backend-store-uri {mask(outcome.tracking_uri)}")
-    print(f"Optuna study {outcome.study_name!r} in {mask(outcome.storage)}")
+    if outcome.study_name is not None and outcome.storage is not None:
+        print(f"Optuna study {outcome.study_name!r} in {mask(outcome.storage)}")

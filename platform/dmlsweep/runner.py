@@ -10,18 +10,27 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from dmlsweep.databases import open_optuna_storage, prepare_sqlite_tracking
 from dmlsweep.errors import DmlsweepError, ResourceError, SpaceError
 from dmlsweep.secrets import mask
 from dmlsweep.spaces import SearchSpace, load_space
+from dmlsweep.strategies import (
+    build_sampler,
+    build_scheduler,
+    resolve_strategy,
+    strategy_params,
+    tune_domains,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -45,12 +54,24 @@ class SweepOptions:
     storage: str | None = None  # Optuna storage URL; None: SQLite under runs_dir
     name: str | None = None  # None: <space>-<timestamp>
     seed: int = 0
-    scheduler: Literal["asha", "fifo"] = "asha"
-    grace_period: int = 1
-    reduction_factor: int = 2
+    searcher: str | None = None  # None: the space file's, else tpe (dmlsweep.strategies)
+    scheduler: str | None = None  # None: the space file's, else asha
+    grace_period: int | None = None  # None: the space file's, else 1
+    reduction_factor: int | None = None  # None: the space file's, else 2
+    max_retries: int = 2  # a trial whose worker died restarts from its checkpoint this often
     models_top_k: int = 3
     runs_dir: Path = Path("dmlsweep-runs")
     extra_settings: dict[str, Any] = field(default_factory=dict)  # overrides of space settings
+    resume: bool = False  # continue the sweep ``name`` whose driver died
+
+
+# What a resumed sweep takes from the sweep it continues (never a URL: those may hold secrets
+# and come from the environment again).
+RESUMED_OPTIONS = (
+    "space", "num_samples", "max_epochs", "cpus_per_trial", "gpus_per_trial", "max_concurrent",
+    "seed", "searcher", "scheduler", "grace_period", "reduction_factor", "max_retries",
+    "models_top_k", "extra_settings",
+)
 
 
 @dataclass(frozen=True)
@@ -60,8 +81,8 @@ class SweepOutcome:
     tracking_uri: str
     experiment: str
     parent_run_id: str
-    study_name: str
-    storage: str
+    study_name: str | None  # None: population-based training has no Optuna study
+    storage: str | None
     trials: list[dict[str, Any]]  # one row per trial: id, state, metric, run_id, params
     best_config: dict[str, Any] | None
 
@@ -114,25 +135,39 @@ def trial_config(
 
 
 def run_sweep(options: SweepOptions) -> SweepOutcome:
+    """Run a new sweep, or continue one (``options.resume``); every check that can fail on
+    bad input runs before anything is written."""
+    runs_dir = options.runs_dir.resolve()
+    tracking_uri = options.tracking_uri or f"sqlite:///{runs_dir / 'mlflow.db'}"
+    if options.resume:
+        options, parent_run_id = _resumed_options(options, tracking_uri=tracking_uri)
     space, max_epochs = resolve_space(options)
+    strategy = resolve_strategy(
+        space, searcher=options.searcher, scheduler=options.scheduler,
+        grace_period=options.grace_period, reduction_factor=options.reduction_factor,
+    )
     if options.num_samples < 1:
         raise DmlsweepError(f"--num-samples must be >= 1, got {options.num_samples}")
-    runs_dir = options.runs_dir.resolve()
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    if options.max_retries < 0:
+        raise DmlsweepError(f"--max-retries must be >= 0, got {options.max_retries}")
+    settings = prepare_settings(space, options)
     name = options.name or f"{space.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    tracking_uri = options.tracking_uri or f"sqlite:///{runs_dir / 'mlflow.db'}"
+    storage_url = options.storage or f"sqlite:///{runs_dir / 'optuna.db'}"
+    tune_storage = _tune_storage(runs_dir)
+    experiment_path = _experiment_path(tune_storage, name)
+    if options.resume and not _can_restore(experiment_path, tune_storage):
+        raise DmlsweepError(
+            f"sweep {name!r} has no Ray Tune experiment state at {experiment_path} "
+            "(was it started with another --runs-dir or bucket?); it cannot be resumed"
+        )
+    runs_dir.mkdir(parents=True, exist_ok=True)
     # A local store keeps its artifacts beside it; a server decides (and proxies) its own.
     artifact_location = None if options.tracking_uri else (runs_dir / "mlartifacts").as_uri()
     prepare_sqlite_tracking(tracking_uri)
-    storage_url = options.storage or f"sqlite:///{runs_dir / 'optuna.db'}"
-
-    settings = prepare_settings(space, options)
     _init_ray(options.address)
     _check_resources(options)
 
-    import optuna
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
 
     from dmlsweep.optuna_search import PruneAwareOptunaSearch
@@ -147,34 +182,7 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
         "max_epochs": max_epochs,
         "seed": options.seed,
     }
-    storage = open_optuna_storage(storage_url)
-
-    searcher = PruneAwareOptunaSearch(
-        space=partial(trial_config, space=space, constants=constants),
-        metric=space.metric,
-        mode=space.mode,
-        points_to_evaluate=[space.defaults()] if space.defaults() else None,
-        sampler=optuna.samplers.TPESampler(seed=options.seed),
-        study_name=name,
-        storage=storage,
-        max_epochs=max_epochs,
-    )
-    search_alg = (
-        ConcurrencyLimiter(searcher, max_concurrent=options.max_concurrent)
-        if options.max_concurrent
-        else searcher
-    )
-    scheduler = (
-        ASHAScheduler(
-            time_attr="training_iteration",
-            max_t=max_epochs,
-            grace_period=min(options.grace_period, max_epochs),
-            reduction_factor=options.reduction_factor,
-        )
-        if options.scheduler == "asha"
-        else FIFOScheduler()
-    )
-
+    storage = open_optuna_storage(storage_url) if strategy.uses_optuna else None
     experiment = f"dmlsweep-{space.name}"
     record = SweepRecord(
         name=name,
@@ -191,20 +199,19 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
             "sweep/num_samples": options.num_samples,
             "sweep/max_epochs": max_epochs,
             "sweep/seed": options.seed,
-            "sweep/searcher": f"optuna TPE (seed {options.seed})",
-            "sweep/scheduler": options.scheduler,
-            "sweep/grace_period": options.grace_period,
-            "sweep/reduction_factor": options.reduction_factor,
+            **strategy_params(strategy, seed=options.seed),
+            "sweep/max_retries": options.max_retries,
             "sweep/cpus_per_trial": options.cpus_per_trial,
             "sweep/gpus_per_trial": options.gpus_per_trial,
-            "optuna/study_name": name,
-            "optuna/storage": mask(storage_url),
+            **({"optuna/study_name": name, "optuna/storage": mask(storage_url)}
+               if strategy.uses_optuna else {}),
         },
         tags={
             "dmlsweep.space": space.name,
             "dmlsweep.objective": space.objective,
             "git.commit": _git_commit(),
-            "optuna.study_name": name,
+            "dmlsweep.options": json.dumps(_resumable(options), default=str),
+            **({"optuna.study_name": name} if strategy.uses_optuna else {}),
         },
     )
     tracking = MlflowTracking(
@@ -213,16 +220,20 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
         models_top_k=options.models_top_k,
         artifact_location=artifact_location,
         log_model=partial(_log_trial_model, objective_name=space.objective),
+        parent_run_id=parent_run_id if options.resume else None,
     )
     try:
         parent_run_id = tracking.start_parent()
+    except DmlsweepError:
+        raise
     except Exception as exc:
         raise DmlsweepError(
             f"cannot reach the MLflow tracking store {mask(tracking_uri)}: {exc}"
         ) from exc
     print(
-        f"sweep {name}: {options.num_samples} trials of {space.objective}, "
-        f"metric {space.metric} ({space.mode}), up to {max_epochs} epochs each",
+        f"sweep {name}{' (resumed)' if options.resume else ''}: {options.num_samples} trials "
+        f"of {space.objective}, metric {space.metric} ({space.mode}), up to {max_epochs} epochs "
+        f"each, {strategy.describe()}",
         flush=True,
     )
     print(
@@ -230,29 +241,59 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
         flush=True,
     )
 
-    progress = ConsoleProgress(
-        metric=space.metric, mode=space.mode, max_epochs=max_epochs, num_samples=options.num_samples
-    )
     resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
-    tuner = tune.Tuner(
-        tune.with_resources(objective.train, resources),
-        tune_config=tune.TuneConfig(
-            metric=space.metric,
-            mode=space.mode,
-            search_alg=search_alg,
-            scheduler=scheduler,
+    trainable = tune.with_resources(make_trainable(objective, settings), resources)
+    if options.resume:
+        tuner = tune.Tuner.restore(
+            experiment_path, trainable, resume_unfinished=True, resume_errored=False,
+            restart_errored=False, storage_filesystem=tune_storage.get("storage_filesystem"),
+        )
+    else:
+        search_alg: Any = None
+        param_space = None
+        if strategy.uses_optuna:
+            search_alg = PruneAwareOptunaSearch(
+                space=partial(trial_config, space=space, constants=constants),
+                metric=space.metric,
+                mode=space.mode,
+                points_to_evaluate=[space.defaults()] if space.defaults() else None,
+                sampler=build_sampler(strategy, seed=options.seed),
+                study_name=name,
+                storage=storage,
+                max_epochs=max_epochs,
+            )
+            if options.max_concurrent:
+                search_alg = ConcurrencyLimiter(search_alg, max_concurrent=options.max_concurrent)
+        else:
+            param_space = {**constants, **tune_domains(space)}
+        progress = ConsoleProgress(
+            metric=space.metric, mode=space.mode, max_epochs=max_epochs,
             num_samples=options.num_samples,
-            reuse_actors=True,
-        ),
-        run_config=tune.RunConfig(
-            name=name,
-            storage_path=str(runs_dir / "ray"),
-            verbose=0,
-            callbacks=[tracking, progress],
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        ),
-    )
+        )
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                metric=space.metric,
+                mode=space.mode,
+                search_alg=search_alg,
+                scheduler=build_scheduler(strategy, space=space, max_epochs=max_epochs),
+                num_samples=options.num_samples,
+                max_concurrent_trials=None if strategy.uses_optuna else options.max_concurrent,
+                reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                **tune_storage,
+                verbose=0,
+                callbacks=[tracking, progress],
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                failure_config=tune.FailureConfig(max_failures=options.max_retries),
+            ),
+        )
     results = tuner.fit()
+    if storage is not None:
+        _fail_lost_optuna_trials(storage, study_name=name)
 
     rows = []
     for trial_result in results:
@@ -263,7 +304,7 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
                 "state": _row_state(trial_result, max_epochs),
                 space.metric: (trial_result.metrics or {}).get(space.metric),
                 "epochs": (trial_result.metrics or {}).get("training_iteration"),
-                "run_id": tracking.trial_runs.get(trial_id or ""),
+                "run_id": tracking.run_of(trial_id or ""),
                 **{p.name: trial_result.config.get(p.name) for p in space.parameters},
             }
         )
@@ -284,11 +325,76 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
         tracking_uri=tracking_uri,
         experiment=experiment,
         parent_run_id=parent_run_id,
-        study_name=name,
-        storage=storage_url,
+        study_name=name if strategy.uses_optuna else None,
+        storage=storage_url if strategy.uses_optuna else None,
         trials=rows,
         best_config=best,
     )
+
+
+def make_trainable(objective: ModuleType, settings: dict[str, Any]) -> Any:
+    """The function Tune runs: the objective's ``train`` (one report per epoch)."""
+    return objective.train
+
+
+def _resumable(options: SweepOptions) -> dict[str, Any]:
+    return {key: getattr(options, key) for key in RESUMED_OPTIONS}
+
+
+def _resumed_options(options: SweepOptions, *, tracking_uri: str) -> tuple[SweepOptions, str]:
+    """The options of the sweep ``options.name`` as it was started, with this invocation's
+    URLs and directories; and its MLflow parent run."""
+    from dmlsweep.tracking import find_sweep_run
+
+    if not options.name:
+        raise DmlsweepError("--resume needs the name of the sweep to continue")
+    run = find_sweep_run(tracking_uri, options.name)
+    stored = json.loads(run.data.tags.get("dmlsweep.options", "{}"))
+    if not stored:
+        raise DmlsweepError(
+            f"sweep {options.name!r} (run {run.info.run_id}) records no options; it was not "
+            "started by this version of dmlsweep and cannot be resumed"
+        )
+    stored["extra_settings"] = stored.get("extra_settings") or {}
+    return replace(options, **stored), run.info.run_id
+
+
+def _experiment_path(tune_storage: dict[str, Any], name: str) -> str:
+    return f"{tune_storage['storage_path'].rstrip('/')}/{name}"
+
+
+def _can_restore(path: str, tune_storage: dict[str, Any]) -> bool:
+    from ray import tune
+
+    return bool(
+        tune.Tuner.can_restore(path, storage_filesystem=tune_storage.get("storage_filesystem"))
+    )
+
+
+def _fail_lost_optuna_trials(storage: optuna.storages.BaseStorage, *, study_name: str) -> None:
+    """No Optuna trial outlives its sweep as RUNNING: one asked for just before a driver died
+    (and never known to the resumed Tune state) is told FAIL, marked as lost."""
+    import optuna
+    from optuna.trial import TrialState
+
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        storage.set_trial_user_attr(trial._trial_id, "dmlsweep.lost", "the sweep's driver died")
+        storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+
+
+def _tune_storage(runs_dir: Path) -> dict[str, Any]:
+    """Where Tune keeps results and checkpoints: the S3 bucket of ``DMLSWEEP_S3_BUCKET`` when
+    set (so every node of a cluster, and a resumed driver, sees them), else under runs_dir."""
+    if not os.environ.get("DMLSWEEP_S3_BUCKET", "").strip():
+        return {"storage_path": str(runs_dir / "ray")}
+    from dmlsweep.remote_storage import RemoteStorage
+
+    remote = RemoteStorage.from_env()
+    return {
+        "storage_path": remote.storage_path("ray"),
+        "storage_filesystem": remote.pyarrow_filesystem(),
+    }
 
 
 def _row_state(trial_result: Any, max_epochs: int) -> str:

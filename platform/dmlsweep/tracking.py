@@ -3,14 +3,22 @@
 Everything is logged from the Ray driver through a Tune callback, so trials need no tracking
 credentials and the child-run status is exactly what Ray decided: FINISHED (ran every epoch),
 KILLED (stopped early by the scheduler: Optuna's PRUNED), FAILED (raised). MLflow calls run
-on one background thread, in order, so logging never blocks Tune's event loop.
+on one background thread, in order, so logging never blocks Tune's event loop; a call that
+fails (the server restarting) is retried with backoff for ``retry_seconds``, and what still
+could not be tracked is named in a warning (the metrics stay in Ray Tune's results).
+
+A resumed sweep adopts the child runs its trials already have, found by their
+``dmlsweep.trial_id`` tag, so no trial is ever tracked twice.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,7 +32,9 @@ from optuna.trial import TrialState
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
+from dmlsweep.errors import DmlsweepError
 from dmlsweep.optuna_search import final_state
+from dmlsweep.secrets import mask
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +86,10 @@ class MlflowTracking(Callback):
         log_model: Callable[[Trial, str], None] | None = None,
         parent_run_id: str | None = None,
         artifact_location: str | None = None,
+        retry_seconds: float = 600.0,
     ) -> None:
+        self.retry_seconds = retry_seconds
+        self.untracked: list[str] = []  # what could not be tracked even after retrying
         self.artifact_location = artifact_location
         self.tracking_uri = tracking_uri
         self.record = record
@@ -85,6 +98,7 @@ class MlflowTracking(Callback):
         self.parent_run_id = parent_run_id
         self.client = MlflowClient(tracking_uri)
         self.trial_runs: dict[str, str] = {}  # Tune trial id -> MLflow run id
+        self._trial_nodes: dict[str, str] = {}  # Tune trial id -> Ray node id last seen
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow")
         self._pending: list[Future[Any]] = []
 
@@ -105,6 +119,7 @@ class MlflowTracking(Callback):
         tracking URI fails before any trial starts."""
         import mlflow
 
+        _check_reachable(self.tracking_uri)
         mlflow.set_tracking_uri(self.tracking_uri)  # the fluent API logs the best models
         experiment = self.client.get_experiment_by_name(self.record.experiment)
         experiment_id = (
@@ -115,6 +130,13 @@ class MlflowTracking(Callback):
             )
         )
         if self.parent_run_id is None:
+            existing = _sweep_runs(self.client, self.record.name)
+            if existing:
+                raise DmlsweepError(
+                    f"a sweep named {self.record.name!r} already exists (MLflow run "
+                    f"{existing[0].info.run_id}); continue it with --resume "
+                    f"{self.record.name}, or choose another --name"
+                )
             run = self.client.create_run(
                 experiment_id,
                 run_name=self.record.name,
@@ -126,43 +148,75 @@ class MlflowTracking(Callback):
                 params=[Param(k, _param_value(v)) for k, v in self.record.params.items()],
             )
             self.client.log_artifact(self.parent_run_id, str(self.record.space_file), "space")
+        else:
+            self.client.update_run(self.parent_run_id, status="RUNNING")
+            self.client.set_tag(self.parent_run_id, "dmlsweep.resumed", time.strftime("%FT%T"))
         self.experiment_id = experiment_id
         return self.parent_run_id
 
     # -- Tune hooks ---------------------------------------------------------------------------
+    def setup(self, **info: Any) -> None:
+        """Also runs when a resumed sweep starts: adopt the trials' existing child runs."""
+        self.adopt_child_runs()
+
+    def adopt_child_runs(self) -> None:
+        if self.parent_run_id is None:
+            return
+        for run in self._child_runs():
+            trial_id = run.data.tags.get("dmlsweep.trial_id")
+            if trial_id:
+                self.trial_runs.setdefault(trial_id, run.info.run_id)
+
+    def run_of(self, trial_id: str) -> str | None:
+        """The MLflow run of a Tune trial (waits for pending logging)."""
+        self.flush()
+        if trial_id not in self.trial_runs:
+            self.adopt_child_runs()
+        return self.trial_runs.get(trial_id) or None
+
     def on_trial_start(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
         if trial.trial_id in self.trial_runs:
             return
+        self.trial_runs[trial.trial_id] = ""  # being created on the logging thread
+        self._submit(self._create_trial_run, trial.trial_id, dict(trial.config),
+                     what=f"the run of trial {trial.trial_id}")
+
+    def _create_trial_run(self, trial_id: str, config: dict[str, Any]) -> None:
         run = self.client.create_run(
             self.experiment_id,
-            run_name=f"{self.record.name}-{trial.trial_id}",
+            run_name=f"{self.record.name}-{trial_id}",
             tags={
                 MLFLOW_PARENT_RUN_ID: self.parent_run_id,
                 "dmlsweep.role": "trial",
-                "dmlsweep.trial_id": trial.trial_id,
+                "dmlsweep.trial_id": trial_id,
                 "dmlsweep.objective": self.record.objective,
             },
         )
-        run_id = run.info.run_id
-        self.trial_runs[trial.trial_id] = run_id
-        params = [Param(k, _param_value(v)) for k, v in sorted(trial.config.items())]
-        self._submit(self.client.log_batch, run_id, params=params)
+        self.trial_runs[trial_id] = run.info.run_id
+        params = [Param(k, _param_value(v)) for k, v in sorted(config.items())]
+        self.client.log_batch(run.info.run_id, params=params)
 
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
     ) -> None:
-        run_id = self.trial_runs.get(trial.trial_id)
-        if run_id is None:
+        if trial.trial_id not in self.trial_runs:
             return
         step = int(result.get("training_iteration", 0))
         now = int(time.time() * 1000)
         metrics = [
             Metric(k, v, now, step) for k, v in metrics_of(result).items() if math.isfinite(v)
         ]
-        if metrics:
-            self._submit(self.client.log_batch, run_id, metrics=metrics)
+        tags = []
+        node = result.get("node_id")
+        if node and self._trial_nodes.get(trial.trial_id) != node:
+            # A trial rescheduled after a node loss shows where it ran last.
+            self._trial_nodes[trial.trial_id] = node
+            tags.append(RunTag("ray.node_id", str(node)))
+        if metrics or tags:
+            self._submit_for(trial.trial_id, self.client.log_batch, metrics=metrics, tags=tags,
+                             what=f"epoch {step} of trial {trial.trial_id}")
 
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
@@ -180,16 +234,18 @@ class MlflowTracking(Callback):
 
     # -- end of trials and sweep ----------------------------------------------------------------
     def _end_trial(self, trial: Trial, state: TrialState) -> None:
-        run_id = self.trial_runs.get(trial.trial_id)
-        if run_id is None:
+        if trial.trial_id not in self.trial_runs:
             return
+        what = f"the end of trial {trial.trial_id}"
         tags = [RunTag("dmlsweep.state", state.name)]
         if state is TrialState.FAIL:
             tags.append(RunTag("dmlsweep.error", _error_text(trial)[:5000]))
-        self._submit(self.client.log_batch, run_id, tags=tags)
+        self._submit_for(trial.trial_id, self.client.log_batch, tags=tags, what=what)
         if state is TrialState.FAIL and trial.error_file:
-            self._submit(_log_file_if_exists, self.client, run_id, trial.error_file)
-        self._submit(self.client.set_terminated, run_id, MLFLOW_STATUS[state])
+            self._submit_for(trial.trial_id, _log_file_if_exists, trial.error_file,
+                             client=self.client, what=what)
+        self._submit_for(trial.trial_id, self.client.set_terminated, MLFLOW_STATUS[state],
+                         what=what)
 
     def ranked_trials(self, trials: list[Trial]) -> list[Trial]:
         """Completed trials, best first."""
@@ -214,6 +270,8 @@ class MlflowTracking(Callback):
         if self._log_model is not None:
             for trial in ranked[: self.models_top_k]:
                 try:
+                    if not self.trial_runs.get(trial.trial_id):
+                        raise DmlsweepError("the trial has no MLflow run")
                     self._log_model(trial, self.trial_runs[trial.trial_id])
                 except Exception:  # a missing model must not lose the sweep's record
                     logger.exception("could not log the model of trial %s", trial.trial_id)
@@ -242,9 +300,34 @@ class MlflowTracking(Callback):
                 for k, v in best.config.items()
                 if f"best/{k}" not in self._logged_parent_params()
             ]
+        self._fail_lost_runs(trials)
         self.client.log_batch(self.parent_run_id, metrics=metrics, params=params, tags=tags)
         self.client.set_terminated(self.parent_run_id, "FINISHED")
         self._pool.shutdown(wait=True)
+        if self.untracked:
+            print(
+                f"dmlsweep: warning: {len(self.untracked)} tracking calls failed even after "
+                f"retrying for {self.retry_seconds:g} s (first: {self.untracked[0]}); their "
+                "metrics are only in Ray Tune's results",
+                file=sys.stderr,
+            )
+
+    def _child_runs(self) -> list[Any]:
+        return list(self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.parent_run_id}'",
+            max_results=50000,
+        ))
+
+    def _fail_lost_runs(self, trials: list[Trial]) -> None:
+        """A child run still RUNNING whose trial Tune does not know (its driver died between
+        creating the run and saving the trial) ends FAILED, marked as lost."""
+        known = {t.trial_id for t in trials}
+        for run in self._child_runs():
+            if run.info.status == "RUNNING" and run.data.tags.get("dmlsweep.trial_id") not in known:
+                self.client.set_tag(run.info.run_id, "dmlsweep.state", "FAIL")
+                self.client.set_tag(run.info.run_id, "dmlsweep.lost", "the sweep's driver died")
+                self.client.set_terminated(run.info.run_id, "FAILED")
 
     def flush(self) -> None:
         for future in self._pending:
@@ -257,9 +340,40 @@ class MlflowTracking(Callback):
     def _logged_parent_params(self) -> set[str]:
         return set(self.client.get_run(self.parent_run_id).data.params)
 
-    def _submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    def _submit(self, fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> None:
         self._pending = [f for f in self._pending if not f.done() or f.exception()]
-        self._pending.append(self._pool.submit(fn, *args, **kwargs))
+        self._pending.append(self._pool.submit(self._retrying, fn, *args, what=what, **kwargs))
+
+    def _submit_for(self, trial_id: str, fn: Callable[..., Any], *args: Any, what: str,
+                    **kwargs: Any) -> None:
+        """Queue ``fn(run_id, *args)`` for the trial's run, resolved when the call runs (the
+        run is created on the same thread, earlier in the queue)."""
+
+        def call() -> None:
+            run_id = self.trial_runs.get(trial_id)
+            if not run_id:
+                raise DmlsweepError(f"trial {trial_id} has no MLflow run")
+            fn(run_id, *args, **kwargs)
+
+        self._submit(call, what=what)
+
+    def _retrying(self, fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> None:
+        """Call ``fn`` until it succeeds or ``retry_seconds`` pass (backoff 0.5 s .. 30 s)."""
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.5
+        while True:
+            try:
+                fn(*args, **kwargs)
+                return
+            except Exception as exc:
+                if time.monotonic() + delay > deadline:
+                    self.untracked.append(what)
+                    logger.warning("not tracked in MLflow: %s (%s)", what, mask(str(exc)))
+                    return
+                logger.info("MLflow call for %s failed (%s); retrying in %.1f s",
+                            what, mask(str(exc)), delay)
+                time.sleep(delay)
+                delay = min(2 * delay, 30.0)
 
 
 def _param_value(value: Any) -> str:
@@ -272,9 +386,50 @@ def _error_text(trial: Trial) -> str:
     return "trial failed (no error file)"
 
 
-def _log_file_if_exists(client: MlflowClient, run_id: str, path: str) -> None:
+def _log_file_if_exists(run_id: str, path: str, *, client: MlflowClient) -> None:
     if Path(path).is_file():
         client.log_artifact(run_id, path, "error")
 
 
-__all__ = ["MlflowTracking", "SweepRecord", "metrics_of", "MLFLOW_STATUS"]
+def _check_reachable(tracking_uri: str) -> None:
+    """Fail in seconds, naming the server, rather than after MLflow's minutes of retries."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=10):
+            pass
+    except (urllib.error.URLError, OSError) as exc:
+        if isinstance(exc, urllib.error.HTTPError) and exc.code in (401, 403):
+            return  # reachable; the credentials are checked by the first real call
+        raise DmlsweepError(
+            f"cannot reach the MLflow tracking server {mask(tracking_uri)}: {exc}"
+        ) from exc
+
+
+def _sweep_runs(client: MlflowClient, name: str) -> list[Any]:
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return []
+    return list(client.search_runs(
+        experiments,
+        filter_string=f"tags.`dmlsweep.role` = 'sweep' and attributes.run_name = '{name}'",
+        max_results=10,
+    ))
+
+
+def find_sweep_run(tracking_uri: str, name: str) -> Any:
+    """The parent run of the sweep ``name``; a clear error when there is none."""
+    _check_reachable(tracking_uri)
+    runs = _sweep_runs(MlflowClient(tracking_uri), name)
+    if not runs:
+        raise DmlsweepError(
+            f"no sweep named {name!r} to resume in the MLflow tracking store {mask(tracking_uri)}"
+        )
+    if len(runs) > 1:
+        raise DmlsweepError(
+            f"{len(runs)} sweeps are named {name!r}: {[r.info.run_id for r in runs]}"
+        )
+    return runs[0]
+
+
+__all__ = ["MlflowTracking", "find_sweep_run", "SweepRecord", "metrics_of", "MLFLOW_STATUS"]
