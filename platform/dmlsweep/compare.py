@@ -144,7 +144,7 @@ def load_sweep(client: MlflowClient, ref: str) -> SweepSummary:
     }
     trials = tuple(
         _trial_summary(client, run, metric=metric, hyperparameters=best_config)
-        for run in sorted(_children(client, parent), key=lambda r: (r.info.start_time or 0))
+        for run in sorted(_children(client, parent), key=lambda r: r.info.start_time or 0)
     )
     num_samples = params.get("sweep/num_samples")
     return SweepSummary(
@@ -197,7 +197,9 @@ def _find_parent(client: MlflowClient, ref: str) -> Run:
         if run.info.run_name == ref
     ]
     if not found:
-        raise DmlsweepError(f"no sweep named {ref!r} (nor a sweep with that run id)")
+        raise DmlsweepError(
+            f"no sweep named {ref!r} (no sweep's parent run has that name or run id)"
+        )
     if len(found) > 1:
         ids = ", ".join(sorted(r.info.run_id for r in found))
         raise DmlsweepError(
@@ -258,7 +260,9 @@ def _reproductions(metrics: Mapping[str, float], *, label: str) -> dict[str, Rep
     if not stats:
         return {}
     missing = [
-        f"repro/{name}/{stat}" for name, got in stats.items() for stat in REPRO_STATS
+        f"repro/{name}/{stat}"
+        for name, got in stats.items()
+        for stat in REPRO_STATS
         if stat not in got
     ]
     if "repro/n" not in metrics:
@@ -363,9 +367,7 @@ def write_report(summaries: Sequence[SweepSummary], out_dir: Path) -> Path:
             for s in summaries:
                 if parameter in s.best_config:
                     tried = [t.params[parameter] for t in s.trials if parameter in t.params]
-                    lines.append(
-                        _row([s.name, s.best_config[parameter], _format_tried(tried)])
-                    )
+                    lines.append(_row([s.name, s.best_config[parameter], _format_tried(tried)]))
                 else:
                     lines.append(_row([s.name, "—", "not a hyperparameter of this sweep"]))
 
@@ -440,50 +442,60 @@ def _write_figures(summaries: Sequence[SweepSummary], out_dir: Path) -> list[tup
 
 def _plot_test_metrics(summaries: Sequence[SweepSummary]) -> Figure | None:
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     metrics = sorted({m for s in summaries for m in s.test})
     if not metrics:
         return None
     figure, ax = plt.subplots(figsize=(1.8 + 1.6 * len(metrics) * len(summaries) ** 0.5, 4))
     width = 0.8 / len(summaries)
+    handles: list[Any] = []
     for i, s in enumerate(summaries):
-        xs = [j + (i - (len(summaries) - 1) / 2) * width for j, m in enumerate(metrics) if m in s.test]
+        offset = (i - (len(summaries) - 1) / 2) * width
+        xs = [j + offset for j, m in enumerate(metrics) if m in s.test]
         got = [s.test[m] for m in metrics if m in s.test]
-        if not got:
-            ax.bar([], [], width, label=f"{s.name} (no reproductions)")
+        if not got:  # its slot stays empty; the legend says why
+            handles.append(
+                Patch(facecolor=f"C{i}", alpha=0.3, label=f"{s.name} (no reproductions)")
+            )
             continue
-        ax.bar(
+        bars = ax.bar(
             xs,
             [r.mean for r in got],
             width,
+            color=f"C{i}",
             yerr=[[r.mean - r.ci95_low for r in got], [r.ci95_high - r.mean for r in got]],
             capsize=3,
             label=f"{s.name} ({s.objective}, n={got[0].n})",
         )
+        handles.append(bars)
     ax.set_xticks(range(len(metrics)), metrics)
     ax.set_ylabel("test metric")
-    ax.legend(fontsize="small")
+    ax.legend(handles=handles, fontsize="small")
     return figure
 
 
 def _plot_best_vs_trial(summaries: Sequence[SweepSummary]) -> Figure | None:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    groups = _by_metric(s for s in summaries if s.trials)
-    if not groups:
+    groups = _by_metric(summaries)
+    if not any(s.trials for s in summaries):
         return None
     figure, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4), squeeze=False)
     for ax, ((metric, mode), members) in zip(axes[0], groups.items(), strict=True):
-        for s in members:
+        for k, s in members:
             trial_numbers = range(1, len(s.trials) + 1)
             curve = [math.nan if b is None else b for b in best_so_far(s)]
-            (line,) = ax.step(trial_numbers, curve, where="post", label=s.name)
-            done = [(i, t.value) for i, t in zip(trial_numbers, s.trials, strict=True)
-                    if t.value is not None]
-            ax.scatter(
-                [i for i, _ in done], [v for _, v in done], s=10, alpha=0.35,
-                color=line.get_color(),
-            )
+            ax.step(trial_numbers, curve, where="post", color=f"C{k}", label=s.name)
+            # Every trial's last value, stopped ones included, shows what the search tried.
+            done = [
+                (i, t.value)
+                for i, t in zip(trial_numbers, s.trials, strict=True)
+                if t.value is not None
+            ]
+            ax.scatter([i for i, _ in done], [v for _, v in done], s=10, alpha=0.35, color=f"C{k}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("trial (by start time)")
         ax.set_ylabel(f"best {metric} so far ({mode})")
         ax.legend(fontsize="small")
@@ -492,21 +504,32 @@ def _plot_best_vs_trial(summaries: Sequence[SweepSummary]) -> Figure | None:
 
 def _plot_learning_curves(summaries: Sequence[SweepSummary]) -> Figure | None:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     shown = [s for s in summaries if any(t.history for t in s.trials)]
     if not shown:
         return None
     figure, axes = plt.subplots(
-        1, len(shown), figsize=(5 * len(shown), 3.8), squeeze=False, sharey=True
+        1,
+        len(shown),
+        figsize=(5 * len(shown), 3.8),
+        squeeze=False,
+        sharey=len({(s.metric, s.mode) for s in shown}) == 1,  # one scale only for one metric
     )
     for ax, s in zip(axes[0], shown, strict=True):
         for trial in s.trials:
             if trial.history:
                 complete = trial.state == "COMPLETE"
                 ax.plot(
-                    [e for e, _ in trial.history], [v for _, v in trial.history],
-                    color="C0" if complete else "C3", alpha=0.8 if complete else 0.35, lw=1,
+                    [e for e, _ in trial.history],
+                    [v for _, v in trial.history],
+                    color="C0" if complete else "C3",
+                    alpha=0.8 if complete else 0.35,
+                    lw=1,
+                    marker="o",
+                    markersize=2,  # a trial stopped after one epoch is a point
                 )
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"{s.name} (blue: complete, red: stopped)", fontsize="small")
         ax.set_xlabel("epoch")
         ax.set_ylabel(s.metric)
@@ -537,7 +560,7 @@ def _plot_hyperparameters(summaries: Sequence[SweepSummary]) -> Figure | None:
             ax.scatter(xs, [v for _, v in points], s=14, alpha=0.7, color=f"C{k}", label=s.name)
         if numeric and values:
             low, high = min(map(float, values)), max(map(float, values))
-            if low > 0 and high / low > 100:  # learning rates and the like
+            if low > 0 and high / low > 20:  # learning rates and the like
                 ax.set_xscale("log")
         elif categories:
             ax.set_xticks(range(len(categories)), categories, rotation=30, fontsize="small")
@@ -549,10 +572,14 @@ def _plot_hyperparameters(summaries: Sequence[SweepSummary]) -> Figure | None:
     return figure
 
 
-def _by_metric(summaries: Any) -> dict[tuple[str, str], list[SweepSummary]]:
-    groups: dict[tuple[str, str], list[SweepSummary]] = {}
-    for s in summaries:
-        groups.setdefault((s.metric, s.mode), []).append(s)
+def _by_metric(
+    summaries: Sequence[SweepSummary],
+) -> dict[tuple[str, str], list[tuple[int, SweepSummary]]]:
+    """(metric, mode) -> (index, sweep): sweeps on one metric share a plot; the index keeps
+    each sweep's colour the same in every plot."""
+    groups: dict[tuple[str, str], list[tuple[int, SweepSummary]]] = {}
+    for k, s in enumerate(summaries):
+        groups.setdefault((s.metric, s.mode), []).append((k, s))
     return groups
 
 
@@ -601,8 +628,9 @@ def _local_artifact_location(tracking_uri: str) -> str | None:
     return None
 
 
-def compare(refs: Sequence[str], *, tracking_uri: str, out_dir: Path, log_to_mlflow: bool
-            ) -> tuple[Path, str | None]:
+def compare(
+    refs: Sequence[str], *, tracking_uri: str, out_dir: Path, log_to_mlflow: bool
+) -> tuple[Path, str | None]:
     """Load the sweeps, write the report, optionally log it; return (report, run id or None)."""
     from mlflow.tracking import MlflowClient
 
@@ -616,7 +644,7 @@ def compare(refs: Sequence[str], *, tracking_uri: str, out_dir: Path, log_to_mlf
     try:
         summaries = [load_sweep(client, ref) for ref in refs]
     except DmlsweepError as exc:
-        raise DmlsweepError(f"{exc} (tracking store {mask(tracking_uri)})") from exc
+        raise DmlsweepError(f"{exc}; tracking store {mask(tracking_uri)}") from exc
     except Exception as exc:
         raise DmlsweepError(
             f"cannot read the MLflow store {mask(tracking_uri)}: {mask(str(exc))}"

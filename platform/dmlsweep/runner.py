@@ -287,7 +287,11 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
                 **tune_storage,
                 verbose=0,
                 callbacks=[tracking, progress],
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                # PBT restarts a trial from another's checkpoint, which must outlive the
+                # owner's next few epochs; otherwise only the latest one is ever read.
+                checkpoint_config=tune.CheckpointConfig(
+                    num_to_keep=1 if strategy.uses_optuna else 4
+                ),
                 failure_config=tune.FailureConfig(max_failures=options.max_retries),
             ),
         )

@@ -154,11 +154,11 @@ def tune_domains(space: SearchSpace) -> dict[str, Any]:
                 domains[p.name] = tune.quniform(p.low, p.high, p.step)
             else:
                 domains[p.name] = (tune.loguniform if p.log else tune.uniform)(p.low, p.high)
+        elif p.step > 1:
+            domains[p.name] = tune.qrandint(p.low, p.high, p.step)  # both ends included
         else:
             # randint's upper bound is exclusive; the space's is inclusive.
-            domains[p.name] = (tune.lograndint if p.log else tune.qrandint)(
-                *((p.low, p.high + 1) if p.log else (p.low, p.high, p.step))
-            )
+            domains[p.name] = (tune.lograndint if p.log else tune.randint)(p.low, p.high + 1)
     return domains
 
 

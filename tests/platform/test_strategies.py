@@ -1,0 +1,128 @@
+"""Searchers and schedulers chosen by space file or flag; each runs a real (tiny) sweep."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+from dmlsweep.errors import SpaceError
+from dmlsweep.runner import SweepOptions, run_sweep
+from dmlsweep.spaces import SPACES_DIR, load_space
+from dmlsweep.strategies import build_sampler, build_scheduler, resolve_strategy, tune_domains
+
+QUADRATIC = SPACES_DIR / "quadratic.yaml"
+
+
+def space_with(tmp_path: Path, extra: str, *, base: Path = QUADRATIC) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(base.read_text() + extra)
+    return path
+
+
+def test_flag_beats_space_file_beats_default(tmp_path: Path) -> None:
+    space = load_space(str(space_with(tmp_path, "searcher: {algorithm: random}\n"
+                                                "scheduler: {algorithm: median, grace_period: 2}\n")))
+    assert resolve_strategy(load_space("quadratic")).searcher == "tpe"
+    assert resolve_strategy(load_space("quadratic")).scheduler == "asha"
+    from_file = resolve_strategy(space)
+    assert (from_file.searcher, from_file.scheduler, from_file.grace_period) == ("random", "median", 2)
+    flagged = resolve_strategy(space, searcher="gp", scheduler="hyperband")
+    assert (flagged.searcher, flagged.scheduler) == ("gp", "hyperband")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("searcher: {algorithm: annealing}\n", "unknown searcher 'annealing'"),
+        ("scheduler: {algorithm: bohb}\n", "unknown scheduler 'bohb'"),
+        ("searcher: {algo: tpe}\n", "searcher.algo: unknown key"),
+        ("scheduler: {algorithm: asha, reduction_factor: 1}\n", "reduction_factor must be >= 2"),
+        ("scheduler: {algorithm: asha, grace_period: 0}\n", "grace_period needs a positive"),
+    ],
+)
+def test_bad_strategy_names_the_problem(tmp_path: Path, extra: str, message: str) -> None:
+    with pytest.raises(SpaceError, match=message):
+        resolve_strategy(load_space(str(space_with(tmp_path, extra))))
+
+
+def test_pbt_refuses_conditional_parameters() -> None:
+    with pytest.raises(SpaceError, match="conditional"):
+        resolve_strategy(load_space("ahsml"), scheduler="pbt")
+
+
+def test_samplers_and_schedulers_are_the_named_ones() -> None:
+    space = load_space("quadratic")
+    expected = {"tpe": optuna.samplers.TPESampler, "gp": optuna.samplers.GPSampler,
+                "cmaes": optuna.samplers.CmaEsSampler, "random": optuna.samplers.RandomSampler}
+    for name, cls in expected.items():
+        assert isinstance(build_sampler(resolve_strategy(space, searcher=name), seed=0), cls)
+    expected_schedulers = {
+        "asha": tune.schedulers.AsyncHyperBandScheduler,
+        "hyperband": tune.schedulers.HyperBandScheduler,
+        "median": tune.schedulers.MedianStoppingRule,
+        "fifo": tune.schedulers.FIFOScheduler,
+        "pbt": tune.schedulers.PopulationBasedTraining,
+    }
+    for name, cls in expected_schedulers.items():
+        scheduler = build_scheduler(resolve_strategy(space, scheduler=name), space=space,
+                                    max_epochs=4)
+        assert type(scheduler) is cls
+
+
+def test_tune_domains_keep_the_space_bounds(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "objective: quadratic\nmetric: val/score\nmode: max\nparameters:\n"
+        "  a: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}\n"
+        "  b: {type: int, low: 2, high: 5}\n"
+        "  c: {type: categorical, choices: [x, y]}\n"
+    )
+    domains = tune_domains(load_space(str(path)))
+    samples = [{k: d.sample() for k, d in domains.items()} for _ in range(300)]
+    assert all(1e-4 <= s["a"] <= 1e-1 for s in samples)
+    assert {s["b"] for s in samples} == {2, 3, 4, 5}  # both ends included
+    assert {s["c"] for s in samples} == {"x", "y"}
+
+
+def sweep(tmp_path: Path, ray_address: str, *, space: str = "quadratic", num_samples: int = 6,
+          **kwargs: object):
+    options = SweepOptions(space=space, num_samples=num_samples, runs_dir=tmp_path / "runs",
+                           address=ray_address, models_top_k=0, **kwargs)
+    return run_sweep(options)
+
+
+@pytest.mark.parametrize(
+    ("searcher", "scheduler"),
+    [("gp", "asha"), ("cmaes", "asha"), ("random", "fifo"), ("tpe", "hyperband"),
+     ("tpe", "median")],
+)
+def test_each_strategy_runs_a_sweep(tmp_path: Path, ray_address: str, searcher: str,
+                                    scheduler: str) -> None:
+    outcome = sweep(tmp_path, ray_address, searcher=searcher, scheduler=scheduler)
+    study = optuna.load_study(study_name=outcome.study_name, storage=outcome.storage)
+    assert len(study.trials) == 6
+    assert all(t.state.is_finished() for t in study.trials)
+    assert any(r["state"] == "COMPLETE" for r in outcome.trials)
+    params = MlflowClient(outcome.tracking_uri).get_run(outcome.parent_run_id).data.params
+    assert params["sweep/scheduler"] == scheduler
+    assert params["sweep/searcher"].startswith(f"optuna {searcher}")
+    if scheduler == "fifo":
+        assert {r["state"] for r in outcome.trials} == {"COMPLETE"}
+
+
+def test_population_based_training_mutates_running_trials(tmp_path: Path,
+                                                          ray_address: str) -> None:
+    path = space_with(tmp_path, "scheduler: {algorithm: pbt, perturbation_interval: 1}\n")
+    outcome = sweep(tmp_path, ray_address, space=str(path), num_samples=4, max_epochs=6)
+    assert outcome.study_name is None  # no searcher beside PBT
+    assert [r["state"] for r in outcome.trials] == ["COMPLETE"] * 4  # PBT never stops a trial
+    assert all(r["epochs"] == 6 for r in outcome.trials)
+    client = MlflowClient(outcome.tracking_uri)
+    assert client.get_run(outcome.parent_run_id).data.params["sweep/scheduler"] == "pbt"
+    # Every exploit restarts a trial from another's checkpoint with perturbed values.
+    pbt_log = list((tmp_path / "runs" / "ray" / outcome.name).glob("pbt_global.txt"))
+    assert pbt_log and pbt_log[0].read_text().strip()
