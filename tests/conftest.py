@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from support import VENV_BIN, free_port
@@ -33,7 +34,30 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     import ray
 
     ray.shutdown()  # else the driver waits a minute for the stopped head at exit
-    subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
+    stop_ray_processes(temp_dir)
+
+
+def stop_ray_processes(temp_dir: Path, *, timeout: float = 30.0) -> None:
+    """Stop the Ray processes of one cluster (those whose command line names its temp dir);
+    ``ray stop`` would stop every Ray on the machine, other clusters included."""
+    import signal
+    import time
+
+    def pids() -> list[int]:
+        out = subprocess.run(["pgrep", "-f", str(temp_dir)], capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split() if int(p) != os.getpid()]
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        while pids() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not pids():
+            return
 
 
 @pytest.fixture(autouse=True)

@@ -25,6 +25,8 @@ class BaselineConfig:
     dataset: Literal["digits"] = "digits"
     noise: Literal["none", "symmetric", "small_cluster"] = "none"
     noise_rate: float = 0.0  # fraction of training labels corrupted
+    folds: int = 1  # > 1: class-disjoint k-fold over the non-test classes (trainables.dml_data)
+    fold: int = 0  # which fold, in [0, folds); set per fold by trainables.cross_validation
     batch_size: int = 60
     samples_per_class: int = 10  # m of the m-per-class sampler
     lr: float = 3e-3
@@ -57,7 +59,7 @@ def train(config: dict[str, Any]) -> None:
     cfg = from_flat(BaselineConfig, config)
     torch.manual_seed(cfg.seed)
     data = load_dml_data(dataset=cfg.dataset, data_root="", seed=cfg.seed, noise=cfg.noise,
-                         noise_rate=cfg.noise_rate, image_size=8)
+                         noise_rate=cfg.noise_rate, image_size=8, folds=cfg.folds, fold=cfg.fold)
     model = build_model(config)
     loss_fn = make_loss(
         "ms", alpha=cfg.ms_alpha, beta=cfg.ms_beta, base=cfg.ms_base,
@@ -101,3 +103,15 @@ def train(config: dict[str, Any]) -> None:
                 "config": asdict(cfg),
             },
         )
+
+
+def evaluate_test(model: nn.Module, config: dict[str, Any]) -> dict[str, float]:
+    """Final evaluation on the test classes (the only reader of them): ``test/*`` metrics."""
+    from trainables.dml.evaluation import evaluate_embeddings
+    from trainables.dml_data import embed, load_dml_test
+
+    cfg = from_flat(BaselineConfig, config)
+    images, labels = load_dml_test(dataset=cfg.dataset, data_root="", image_size=8)
+    model.eval()
+    metrics = evaluate_embeddings(embed(model, images), labels, curvature=None, seed=cfg.seed)
+    return {f"test/{k}": v for k, v in metrics.items()}

@@ -3,12 +3,17 @@
 Either way a trial gets the training classes' samples (labels possibly noised, training labels
 only) and the validation classes held out from the training classes; the test classes are not
 loaded here at all (they belong to the final evaluation, shared/methods.md section 1).
+
+Cross-validation (``folds > 1``): the fixed validation split is replaced by fold ``fold`` of a
+class-disjoint k-fold over all the non-test classes (:func:`trainables.dml.data.folds.fold_split`,
+seeded with ``seed``); the test classes stay out of every fold.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset, TensorDataset
@@ -29,19 +34,58 @@ class DMLData:
 
 
 def load_dml_data(
-    *, dataset: str, data_root: str, seed: int, noise: str, noise_rate: float, image_size: int
+    *,
+    dataset: str,
+    data_root: str,
+    seed: int,
+    noise: str,
+    noise_rate: float,
+    image_size: int,
+    folds: int = 1,
+    fold: int = 0,
 ) -> DMLData:
-    if dataset == "digits":
-        from trainables.dml.data.digits import load_digits_split
+    """The train-fit and validation parts of ``dataset``; ``folds > 1``: of fold ``fold``.
 
-        d = load_digits_split(seed=seed, noise=noise, noise_rate=noise_rate, size=image_size)
+    Raises:
+        ValueError: an unknown dataset, bad ``folds`` / ``fold`` (``check_fold``, ``class_folds``),
+            or (real benchmarks) a directory without the published layout.
+    """
+    from trainables.dml.data.folds import check_fold, fold_split
+
+    check_fold(folds, fold)
+    if dataset == "digits":
+        from trainables.dml.data.digits import DIGITS_TEST_CLASSES, load_digits_split
+        from trainables.dml.data.splits import ClassSplit
+
+        split = None
+        if folds > 1:
+            pool = [c for c in range(10) if c not in DIGITS_TEST_CLASSES]
+            fit, val = fold_split(pool, folds=folds, fold=fold, seed=seed)
+            split = ClassSplit(train=fit, val=val, test=DIGITS_TEST_CLASSES)
+        d = load_digits_split(
+            seed=seed,
+            noise=noise,  # type: ignore[arg-type]  # a str here; load_digits_split checks it
+            noise_rate=noise_rate,
+            size=image_size,
+            split=split,
+        )
         return DMLData(
-            train=TensorDataset(d.train_images, d.train_labels), train_labels=d.train_labels,
-            val=TensorDataset(d.val_images, d.val_labels), val_labels=d.val_labels,
+            train=TensorDataset(d.train_images, d.train_labels),
+            train_labels=d.train_labels,
+            val=TensorDataset(d.val_images, d.val_labels),
+            val_labels=d.val_labels,
             realised_noise_rate=d.realised_noise_rate,
         )
-    return _load_benchmark(dataset=dataset, root=data_root, seed=seed, noise=noise,
-                           noise_rate=noise_rate, image_size=image_size)
+    return _load_benchmark(
+        dataset=dataset,
+        root=data_root,
+        seed=seed,
+        noise=noise,
+        noise_rate=noise_rate,
+        image_size=image_size,
+        folds=folds,
+        fold=fold,
+    )
 
 
 def check_dml_data(*, dataset: str, data_root: str) -> None:
@@ -58,21 +102,36 @@ def check_dml_data(*, dataset: str, data_root: str) -> None:
 
 
 def _load_benchmark(
-    *, dataset: str, root: str, seed: int, noise: str, noise_rate: float, image_size: int
+    *,
+    dataset: str,
+    root: str,
+    seed: int,
+    noise: str,
+    noise_rate: float,
+    image_size: int,
+    folds: int,
+    fold: int,
 ) -> DMLData:
     import numpy as np
-    from torchvision.transforms import v2
 
+    from trainables.dml.data.folds import fold_split
     from trainables.dml.data.images import ImageListDataset
     from trainables.dml.data.noise import small_cluster_noise, symmetric_noise
     from trainables.dml.data.readers import get_reader
     from trainables.dml.data.splits import split_classes
 
     check_dml_data(dataset=dataset, data_root=root)
+    # the reader's "test" part (the standard test classes) is dropped here, never opened
     items = get_reader(dataset)(Path(root))["train"]
-    split = split_classes(sorted({y for _, y in items}), val_fraction=VAL_FRACTION, seed=seed)
-    fit = [(p, y) for p, y in items if y in split.train]
-    val = [(p, y) for p, y in items if y in split.val]
+    pool = sorted({y for _, y in items})
+    if folds > 1:
+        fit_classes, val_classes = fold_split(pool, folds=folds, fold=fold, seed=seed)
+    else:
+        split = split_classes(pool, val_fraction=VAL_FRACTION, seed=seed)
+        fit_classes, val_classes = split.train, split.val
+    fit_set, val_set = set(fit_classes), set(val_classes)
+    fit = [(p, y) for p, y in items if y in fit_set]
+    val = [(p, y) for p, y in items if y in val_set]
     labels = np.array([y for _, y in fit])
     realised = 0.0
     if noise != "none":
@@ -80,11 +139,7 @@ def _load_benchmark(
         noisy = make_noise(labels, rate=noise_rate, seed=seed)
         labels, realised = noisy.labels, noisy.realised_rate
         fit = [(p, int(y)) for (p, _), y in zip(fit, labels, strict=True)]
-    # Resize and crop once here; the objective's augmentations act on these tensors.
-    transform = v2.Compose([
-        v2.Resize(int(image_size * 1.14)), v2.CenterCrop(image_size),
-        v2.ToDtype(torch.float32, scale=True),
-    ])
+    transform = _eval_transform(image_size)
     return DMLData(
         train=ImageListDataset(root, fit, transform=transform),
         train_labels=torch.as_tensor(labels),
@@ -94,21 +149,60 @@ def _load_benchmark(
     )
 
 
+def _eval_transform(image_size: int) -> Any:
+    from torchvision.transforms import v2
+
+    # Resize and crop once here; the objective's augmentations act on these tensors.
+    return v2.Compose(
+        [
+            v2.Resize(int(image_size * 1.14)),
+            v2.CenterCrop(image_size),
+            v2.ToDtype(torch.float32, scale=True),
+        ]
+    )
+
+
+def load_dml_test(*, dataset: str, data_root: str, image_size: int) -> tuple[Dataset, torch.Tensor]:
+    """The test classes ``(images, labels)``: only the final evaluation (an objective's
+    ``evaluate_test``) calls this, never a trial of the search."""
+    if dataset == "digits":
+        from trainables.dml.data.digits import load_digits_split
+
+        d = load_digits_split(seed=0, noise="none", noise_rate=0.0, size=image_size)
+        return TensorDataset(d.test_images, d.test_labels), d.test_labels
+    from trainables.dml.data.images import ImageListDataset
+    from trainables.dml.data.readers import get_reader
+
+    check_dml_data(dataset=dataset, data_root=data_root)
+    items = get_reader(dataset)(Path(data_root))["test"]
+    dataset_ = ImageListDataset(data_root, items, transform=_eval_transform(image_size))
+    return dataset_, torch.tensor([y for _, y in items])
+
+
 class TrainBatches:
     """m-per-class batches of the training set, reseeded per epoch: ``(images, labels)``."""
 
-    def __init__(self, data: DMLData, *, batch_size: int, m: int, seed: int,
-                 num_workers: int = 0) -> None:
+    def __init__(
+        self, data: DMLData, *, batch_size: int, m: int, seed: int, num_workers: int = 0
+    ) -> None:
         from torch.utils.data import DataLoader
 
         from trainables.dml.data.samplers import MPerClassSampler
 
         self.sampler = MPerClassSampler(
-            data.train_labels, m=m, batch_size=batch_size,
-            length_before_new_iter=len(data.train_labels), seed=seed,
+            data.train_labels,
+            m=m,
+            batch_size=batch_size,
+            length_before_new_iter=len(data.train_labels),
+            seed=seed,
         )
-        self.loader = DataLoader(data.train, batch_size=batch_size, sampler=self.sampler,
-                                 drop_last=True, num_workers=num_workers)
+        self.loader = DataLoader(
+            data.train,
+            batch_size=batch_size,
+            sampler=self.sampler,
+            drop_last=True,
+            num_workers=num_workers,
+        )
 
     def epoch(self, epoch: int):  # -> Iterator[tuple[Tensor, Tensor]]
         self.sampler.set_epoch(epoch)

@@ -24,6 +24,7 @@ class QuadraticConfig:
     noise: float = 0.0  # std of the per-epoch Gaussian noise
     seconds_per_epoch: float = 0.0  # sleep, to emulate work
     fail_at_epoch: int = 0  # > 0: raise at that epoch (fault tests)
+    nan_at_epoch: int = 0  # > 0: report a NaN score at that epoch (fault tests)
     seed: int = 0
 
 
@@ -43,6 +44,8 @@ def train(config: dict[str, Any]) -> None:
         if epoch == cfg.fail_at_epoch:
             raise RuntimeError(f"quadratic: injected failure at epoch {epoch}")
         value = score(x=cfg.x, y=cfg.y, epoch=epoch) + cfg.noise * rng.gauss(0.0, 1.0)
+        if epoch == cfg.nan_at_epoch:
+            value = float("nan")  # a diverged trial: report_epoch raises FloatingPointError
         report_epoch({"val/score": value, "train/epoch": float(epoch)}, state={"epoch": epoch})
 
 

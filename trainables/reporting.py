@@ -2,12 +2,21 @@
 
 Objectives call only these two functions, so they stay testable without Ray and the platform
 can change how results travel without touching them.
+
+Capture mode (:func:`capture_reports`): inside the block ``report_epoch`` appends each epoch's
+metrics to a list instead of reporting to Tune (still raising on a non-finite metric) and
+``restore_state`` answers None, so an objective's ``train`` runs as a plain function. Cross-
+validation (:mod:`trainables.cross_validation`) runs one fold this way and reports the
+aggregate itself; tests and benchmarks use it to run an objective without Ray.
 """
 
 from __future__ import annotations
 
 import math
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -15,28 +24,64 @@ import torch
 
 STATE_FILE = "state.pt"
 
+# The list of the innermost capture_reports block, None outside any (a context variable, so a
+# capture in one thread never swallows another thread's reports).
+class Reports(list[dict[str, Any]]):
+    """The epochs' metrics captured in order; ``last_state`` is the last checkpoint state."""
+
+    last_state: dict[str, Any] | None = None
+
+
+_SINK: ContextVar[Reports | None] = ContextVar("dmlsweep_report_sink", default=None)
+
+
+@contextmanager
+def capture_reports() -> Iterator[Reports]:
+    """Within the block, ``report_epoch`` appends a copy of each epoch's metrics to the yielded
+    list (keeping only the last checkpoint state, as ``last_state``) and ``restore_state``
+    returns None. Blocks nest: the innermost one captures."""
+    sink = Reports()
+    token = _SINK.set(sink)
+    try:
+        yield sink
+    finally:
+        _SINK.reset(token)
+
 
 def report_epoch(metrics: dict[str, float], *, state: dict[str, Any] | None = None) -> None:
     """Report one epoch's metrics (namespaced, e.g. ``train/loss``) with an optional checkpoint.
 
     Raises ``FloatingPointError`` on a non-finite metric, so a diverged trial fails cleanly in
-    Tune, Optuna and MLflow instead of reporting NaN.
+    Tune, Optuna and MLflow instead of reporting NaN. In capture mode the metrics go to the
+    capture list, not to Tune.
     """
-    from ray import tune
-
     bad = {k: v for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)}
     if bad:
         raise FloatingPointError(f"non-finite metrics: {bad}")
+    sink = _SINK.get()
+    if sink is not None:
+        sink.append(dict(metrics))
+        if state is not None:
+            sink.last_state = state
+        return
+    import ray
+    from ray import tune
+
+    # Which Ray node ran the epoch (several nodes may share one IP): tracked as a run tag.
+    tagged: dict[str, Any] = {**metrics, "node_id": ray.get_runtime_context().get_node_id()}
     if state is None:
-        tune.report(metrics)
+        tune.report(tagged)
         return
     with tempfile.TemporaryDirectory() as directory:
         torch.save(state, Path(directory) / STATE_FILE)
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+        tune.report(tagged, checkpoint=tune.Checkpoint.from_directory(directory))
 
 
 def restore_state() -> dict[str, Any] | None:
-    """The state of the trial's last checkpoint, or None for a fresh trial."""
+    """The state of the trial's last checkpoint, or None for a fresh trial (always None in
+    capture mode)."""
+    if _SINK.get() is not None:
+        return None
     from ray import tune
 
     checkpoint = tune.get_checkpoint()

@@ -98,6 +98,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="log the model of the K best trials to MLflow (default 3)",
     )
     p.add_argument(
+        "--reproductions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after the search, re-train the best configuration(s) N times with fresh seeds "
+        "and evaluate them on the test classes: mean, std and 95%% CI (default 0: off)",
+    )
+    p.add_argument(
+        "--reproduce-top",
+        type=int,
+        default=1,
+        metavar="K",
+        help="how many of the best configurations --reproductions re-trains (default 1)",
+    )
+    p.add_argument(
         "--runs-dir",
         type=Path,
         default=Path("dmlsweep-runs"),
@@ -183,6 +198,8 @@ def _run(args: argparse.Namespace) -> int:
         runs_dir=args.runs_dir,
         extra_settings=_parse_overrides(args.set),
         resume=resume,
+        reproductions=args.reproductions,
+        reproduce_top=args.reproduce_top,
     )
     if resume:
         from dmlsweep.report import print_outcome

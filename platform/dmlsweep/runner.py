@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import subprocess
+import sys
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from dmlsweep.databases import open_optuna_storage, prepare_sqlite_tracking
 from dmlsweep.errors import DmlsweepError, ResourceError, SpaceError
+from dmlsweep.reproductions import Summary
 from dmlsweep.secrets import mask
 from dmlsweep.spaces import SearchSpace, load_space
 from dmlsweep.strategies import (
@@ -63,6 +65,8 @@ class SweepOptions:
     runs_dir: Path = Path("dmlsweep-runs")
     extra_settings: dict[str, Any] = field(default_factory=dict)  # overrides of space settings
     resume: bool = False  # continue the sweep ``name`` whose driver died
+    reproductions: int = 0  # > 0: re-train the top configurations this often, test them
+    reproduce_top: int = 1  # how many of the best configurations to reproduce
 
 
 # What a resumed sweep takes from the sweep it continues (never a URL: those may hold secrets
@@ -70,7 +74,7 @@ class SweepOptions:
 RESUMED_OPTIONS = (
     "space", "num_samples", "max_epochs", "cpus_per_trial", "gpus_per_trial", "max_concurrent",
     "seed", "searcher", "scheduler", "grace_period", "reduction_factor", "max_retries",
-    "models_top_k", "extra_settings",
+    "models_top_k", "extra_settings", "reproductions", "reproduce_top",
 )
 
 
@@ -85,6 +89,8 @@ class SweepOutcome:
     storage: str | None
     trials: list[dict[str, Any]]  # one row per trial: id, state, metric, run_id, params
     best_config: dict[str, Any] | None
+    # configuration rank (1 = best) -> test metric -> mean / std / 95% CI over fresh seeds
+    reproductions: dict[int, dict[str, Summary]] = field(default_factory=dict)
 
 
 def resolve_space(options: SweepOptions) -> tuple[SearchSpace, int]:
@@ -151,6 +157,17 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
     if options.max_retries < 0:
         raise DmlsweepError(f"--max-retries must be >= 0, got {options.max_retries}")
     settings = prepare_settings(space, options)
+    folds = int(settings.get("folds", 1))
+    if folds > 1 and not strategy.uses_optuna:
+        raise DmlsweepError("cross-validation (settings.folds > 1) cannot run under population-"
+                            "based training: a trial's folds are not one training run")
+    # What schedulers count: epochs, or with cross-validation the folds done (one report each).
+    budget = folds if folds > 1 else max_epochs
+    if options.reproductions and options.reproductions < 2:
+        raise DmlsweepError(
+            f"--reproductions needs at least 2 runs (for a confidence interval), got "
+            f"{options.reproductions}"
+        )
     name = options.name or f"{space.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     storage_url = options.storage or f"sqlite:///{runs_dir / 'optuna.db'}"
     tune_storage = _tune_storage(runs_dir)
@@ -190,7 +207,7 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
         objective=space.objective,
         metric=space.metric,
         mode=space.mode,
-        max_epochs=max_epochs,
+        max_epochs=budget,
         space_file=space.path,
         params={
             **{f"setting/{k}": v for k, v in settings.items()},
@@ -198,6 +215,7 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
             "sweep/metric": f"{space.metric} ({space.mode})",
             "sweep/num_samples": options.num_samples,
             "sweep/max_epochs": max_epochs,
+            "sweep/folds": folds,
             "sweep/seed": options.seed,
             **strategy_params(strategy, seed=options.seed),
             "sweep/max_retries": options.max_retries,
@@ -242,7 +260,7 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
     )
 
     resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
-    trainable = tune.with_resources(make_trainable(objective, settings), resources)
+    trainable = tune.with_resources(make_trainable(objective, folds), resources)
     if options.resume:
         tuner = tune.Tuner.restore(
             experiment_path, trainable, resume_unfinished=True, resume_errored=False,
@@ -260,14 +278,14 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
                 sampler=build_sampler(strategy, seed=options.seed),
                 study_name=name,
                 storage=storage,
-                max_epochs=max_epochs,
+                max_epochs=budget,
             )
             if options.max_concurrent:
                 search_alg = ConcurrencyLimiter(search_alg, max_concurrent=options.max_concurrent)
         else:
             param_space = {**constants, **tune_domains(space)}
         progress = ConsoleProgress(
-            metric=space.metric, mode=space.mode, max_epochs=max_epochs,
+            metric=space.metric, mode=space.mode, max_epochs=budget,
             num_samples=options.num_samples,
         )
         tuner = tune.Tuner(
@@ -277,7 +295,7 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
                 metric=space.metric,
                 mode=space.mode,
                 search_alg=search_alg,
-                scheduler=build_scheduler(strategy, space=space, max_epochs=max_epochs),
+                scheduler=build_scheduler(strategy, space=space, max_epochs=budget),
                 num_samples=options.num_samples,
                 max_concurrent_trials=None if strategy.uses_optuna else options.max_concurrent,
                 reuse_actors=True,
@@ -298,6 +316,7 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
     results = tuner.fit()
     if storage is not None:
         _fail_lost_optuna_trials(storage, study_name=name)
+        _log_analysis(storage, study_name=name, space=space, tracking=tracking)
 
     rows = []
     for trial_result in results:
@@ -305,7 +324,7 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
         rows.append(
             {
                 "trial": trial_id,
-                "state": _row_state(trial_result, max_epochs),
+                "state": _row_state(trial_result, budget),
                 space.metric: (trial_result.metrics or {}).get(space.metric),
                 "epochs": (trial_result.metrics or {}).get("training_iteration"),
                 "run_id": tracking.run_of(trial_id or ""),
@@ -323,6 +342,12 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
             for p in space.parameters
             if p.name in best_result.config
         }
+    summaries: dict[int, dict[str, Summary]] = {}
+    if options.reproductions and complete:
+        summaries = _reproduce(
+            [_result_of(results, row["trial"]).config for row in complete[: options.reproduce_top]],
+            options=options, name=name, tune_storage=tune_storage, tracking=tracking,
+        )
     return SweepOutcome(
         name=name,
         space=space,
@@ -333,12 +358,67 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
         storage=storage_url if strategy.uses_optuna else None,
         trials=rows,
         best_config=best,
+        reproductions=summaries,
     )
 
 
-def make_trainable(objective: ModuleType, settings: dict[str, Any]) -> Any:
-    """The function Tune runs: the objective's ``train`` (one report per epoch)."""
-    return objective.train
+def make_trainable(objective: ModuleType, folds: int) -> Any:
+    """The function Tune runs: the objective's ``train`` (one report per epoch), or with
+    ``folds > 1`` its class-disjoint cross-validation (one report per fold)."""
+    from trainables.cross_validation import make_trainable as cross_validated
+
+    return cross_validated(objective, folds)
+
+
+def _result_of(results: Any, trial_id: str) -> Any:
+    return next(r for r in results if r.metrics.get("trial_id") == trial_id)
+
+
+def _log_analysis(storage: Any, *, study_name: str, space: SearchSpace, tracking: Any) -> None:
+    """Importance and plots on the parent run; a failure here costs a warning, not the sweep."""
+    import optuna
+
+    from dmlsweep.analysis import dashboard_command, log_study_analysis
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        importance = log_study_analysis(
+            study=study, client=tracking.client, run_id=tracking.parent_run_id,
+            params=[p.name for p in space.parameters],
+        )
+    except Exception as exc:
+        print(f"dmlsweep: warning: the sweep analysis failed: {exc}", file=sys.stderr)
+        return
+    if importance:
+        ranked = sorted(importance.items(), key=lambda kv: -kv[1])
+        print("hyperparameter importance: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in ranked), flush=True)
+    print(f"  study dashboard: {dashboard_command(storage.url)}", flush=True)
+
+
+def _reproduce(
+    configs: list[dict[str, Any]], *, options: SweepOptions, name: str,
+    tune_storage: dict[str, Any], tracking: Any,
+) -> dict[int, dict[str, Summary]]:
+    from dmlsweep.reproductions import log_reproductions, reproduction_table, run_reproductions
+
+    # A reproduction trains on all the training classes: no cross-validation folds.
+    configs = [{**config, "folds": 1} if "folds" in config else dict(config)
+               for config in configs]
+    print(f"reproducing the best {len(configs)} configuration(s) {options.reproductions} times "
+          "each with fresh seeds, evaluated on the test classes", flush=True)
+    reproductions = run_reproductions(
+        configs=configs, n=options.reproductions, search_seed=options.seed, name=name,
+        resources={"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial},
+        tune_storage=tune_storage, max_retries=options.max_retries,
+    )
+    summaries = log_reproductions(
+        client=tracking.client, experiment_id=tracking.experiment_id,
+        parent_run_id=tracking.parent_run_id, sweep_name=name,
+        reproductions=reproductions, configs=configs,
+    )
+    print(reproduction_table(summaries), flush=True)
+    return summaries
 
 
 def _resumable(options: SweepOptions) -> dict[str, Any]:
@@ -470,8 +550,9 @@ def _log_trial_model(trial: Trial, run_id: str, *, objective_name: str) -> None:
     model = load_objective(objective_name).build_model(dict(trial.config))
     with trial.checkpoint.as_directory() as directory:
         state = load_state(Path(directory))
-    if "model" in state:
-        model.load_state_dict(state["model"])
+    if "model" not in state:
+        return  # e.g. a cross-validated trial: its folds' networks are not the model
+    model.load_state_dict(state["model"])
     model.eval()
     # MLflow warns on every pickled model; the pickle is ours, and the format is deliberate.
     logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dmlsweep.compare import best_so_far, load_sweep, main
-from dmlsweep.databases import prepare_sqlite_tracking
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+
+from dmlsweep.compare import best_so_far, load_sweep, main
+from dmlsweep.databases import prepare_sqlite_tracking
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TEST_METRICS = ("test/map_at_r", "test/recall_at_1")

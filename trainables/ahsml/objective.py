@@ -39,6 +39,8 @@ class AHSMLConfig:
     samples_per_class: int = 10  # m of the m-per-class sampler
     aug_strength: float = 0.5  # strength of the strong augmentation, in [0, 1]
     image_size: int = 8  # digits: 8 (native); CUB: 224
+    folds: int = 1  # > 1: class-disjoint k-fold over the non-test classes (trainables.dml_data)
+    fold: int = 0  # which fold, in [0, folds); set per fold by trainables.cross_validation
     # network
     backbone: Literal["small_cnn", "resnet50"] = "small_cnn"
     weights: str = ""  # resnet50: "", "imagenet" (local cache) or a state-dict path
@@ -151,6 +153,8 @@ def train(config: dict[str, Any]) -> None:
         noise=cfg.noise,
         noise_rate=cfg.noise_rate,
         image_size=cfg.image_size,
+        folds=cfg.folds,
+        fold=cfg.fold,
     )
     model = build_model(config)
     loss_fn = make_loss(cfg, model)
@@ -211,3 +215,19 @@ def train(config: dict[str, Any]) -> None:
                 "config": asdict(cfg),
             },
         )
+
+
+def evaluate_test(model: nn.Module, config: dict[str, Any]) -> dict[str, float]:
+    """Final evaluation on the test classes (the only reader of them): ``test/*`` metrics."""
+    from trainables.dml.evaluation import evaluate_embeddings
+    from trainables.dml_data import embed, load_dml_test
+
+    cfg = from_flat(AHSMLConfig, config)
+    images, labels = load_dml_test(
+        dataset=cfg.dataset, data_root=cfg.data_root, image_size=cfg.image_size
+    )
+    model.eval()
+    metrics = evaluate_embeddings(
+        embed(model, images), labels, curvature=current_curvature(model), seed=cfg.seed
+    )
+    return {f"test/{k}": v for k, v in metrics.items()}

@@ -30,7 +30,8 @@ def poincare_similarity(z: Tensor, *, curvature: float | Tensor, tau: float) -> 
     ``z``'s dtype, at least float32). ``curvature`` is a float or a 0-dim tensor; a tensor gets
     its gradient.
 
-    Raises ``FloatingPointError`` on non-finite embeddings (named here, before any distance) and ``ValueError`` when a point lies on or outside the ball of radius
+    Raises ``FloatingPointError`` on non-finite embeddings (named here, before any distance)
+    and ``ValueError`` when a point lies on or outside the ball of radius
     ``1/sqrt(c)`` (``pairwise_dist`` would silently project it, which hides Euclidean
     features fed to the hyperbolic loss by mistake).
     """

@@ -60,6 +60,8 @@ class DSNConfig:
     data_root: str = ""  # real benchmarks; "" reads $DMLSWEEP_SKETCHY_ROOT / _TUBERLIN_ROOT
     val_fraction: float = 0.25  # seen classes held out for validation (digits: 2 of 8)
     val_max_per_class: int = 0  # cap on validation sketches / photos per class (0: all)
+    folds: int = 1  # > 1: class-disjoint k-fold over the seen classes (trainables.sbir.data)
+    fold: int = 0  # which fold, in [0, folds); set per fold by trainables.cross_validation
     image_size: int = 16  # digits 16 (edge strokes need it), real benchmarks 224
     num_workers: int = 4  # data-loader workers (real benchmarks only)
     eval_batch_size: int = 256

@@ -13,6 +13,10 @@ Datasets (``dataset`` setting):
   validation classes (``val_fraction``, seeded with ``seed``); the unseen (``zero``) classes are
   the test classes.
 
+Cross-validation (``folds > 1``): the fixed validation classes are replaced by fold ``fold`` of
+a class-disjoint k-fold over all the seen classes (:func:`trainables.dml.data.folds.fold_split`,
+seeded with ``seed``; ``val_fraction`` is then unused); the test classes stay out of every fold.
+
 Parts: ``train`` (train-fit classes, labels renumbered ``0..C-1`` for the classifier),
 ``val`` (validation classes: sketches are the queries, photos the gallery; original labels) and
 ``test`` (unseen classes, loaded only for the final evaluation). Sketch modality 0, photo 1.
@@ -40,9 +44,10 @@ from torchvision.transforms import v2
 
 from trainables.dml.data.augment import dsn_color_augment
 from trainables.dml.data.digits import DIGITS_TEST_CLASSES, load_two_modality_digits
+from trainables.dml.data.folds import check_fold, fold_split
 from trainables.dml.data.images import ImageListDataset, Item
 from trainables.dml.data.readers import LayoutError, SakeLists, read_sketchy, read_tuberlin
-from trainables.dml.data.splits import split_classes
+from trainables.dml.data.splits import ClassSplit, split_classes
 from trainables.sbir.views import random_views
 
 __all__ = [
@@ -96,6 +101,8 @@ class SBIRSettings:
     num_workers: int = 4
     eval_batch_size: int = 256
     seed: int = 0
+    folds: int = 1  # > 1: class-disjoint k-fold over the seen classes instead of val_fraction
+    fold: int = 0  # which fold, in [0, folds)
 
 
 def sbir_settings(config: Any) -> SBIRSettings:
@@ -112,6 +119,14 @@ def _seen(settings: SBIRSettings) -> int:
 
 
 def _fit_val_classes(settings: SBIRSettings) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    check_fold(settings.folds, settings.fold)
+    if settings.folds > 1:
+        seen = (
+            [c for c in range(10) if c not in DIGITS_TEST_CLASSES]
+            if settings.dataset == "digits"
+            else list(range(_seen(settings)))
+        )
+        return fold_split(seen, folds=settings.folds, fold=settings.fold, seed=settings.seed)
     if settings.dataset == "digits":
         split = split_classes(
             range(10),
@@ -343,8 +358,11 @@ def _relabel(items: Iterable[Item], mapping: dict[int, int]) -> list[Item]:
 
 
 def _digits(settings: SBIRSettings, parts: Sequence[str]) -> SBIRData:
+    fit, val_classes = _fit_val_classes(settings)
     data = load_two_modality_digits(
-        seed=settings.seed, val_fraction=settings.val_fraction, size=settings.image_size
+        seed=settings.seed,
+        size=settings.image_size,
+        split=ClassSplit(train=fit, val=val_classes, test=DIGITS_TEST_CLASSES),
     )
     train_classes = data.split.train
     remap = torch.full((10,), -1, dtype=torch.long)

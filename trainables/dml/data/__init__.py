@@ -37,7 +37,7 @@ from trainables.dml.data.readers import (
     read_tuberlin,
 )
 from trainables.dml.data.samplers import MPerClassSampler, PKModalitySampler
-from trainables.dml.data.splits import ClassSplit, class_kfold, split_classes
+from trainables.dml.data.splits import ClassSplit, split_classes
 
 __all__ = [
     "DIGITS_TEST_CLASSES",
@@ -56,7 +56,6 @@ __all__ = [
     "SakeLists",
     "TwoModalityDigits",
     "TwoViews",
-    "class_kfold",
     "digits_images",
     "dsn_color_augment",
     "get_reader",

@@ -73,6 +73,19 @@ def _class_split(seed: int, val_fraction: float) -> ClassSplit:
     )
 
 
+def _given_or_seeded_split(
+    split: ClassSplit | None, *, seed: int, val_fraction: float
+) -> ClassSplit:
+    if split is None:
+        return _class_split(seed, val_fraction)
+    if split.test != DIGITS_TEST_CLASSES:
+        raise ValueError(
+            f"split.test must be the digits' fixed test classes {DIGITS_TEST_CLASSES}, "
+            f"got {split.test}"
+        )
+    return split
+
+
 def _select(labels: torch.Tensor, classes: tuple[int, ...]) -> torch.Tensor:
     return torch.isin(labels, torch.tensor(classes, dtype=labels.dtype))
 
@@ -106,6 +119,7 @@ def load_digits_split(
     noise_rate: float = 0.0,
     val_fraction: float = 0.25,
     size: int = 8,
+    split: ClassSplit | None = None,
 ) -> DigitsSplit:
     """The default DML task: digits, 6 train / 2 validation / 2 test classes (smoke-scale).
 
@@ -115,8 +129,13 @@ def load_digits_split(
     classes dissolved into k-means clusters of the pixels; with only 6 training classes the
     realised rate moves in steps of about 1/6).
 
+    ``split`` replaces the seeded draw (``val_fraction`` is then unused): a cross-validation
+    fold (:func:`trainables.dml.data.folds.fold_split`) passes its own fit / val classes here.
+    Its test classes must be the fixed ones, so a fold can never validate on them.
+
     Raises:
-        ValueError: an unknown ``noise`` (listing the known kinds), or a rate without noise.
+        ValueError: an unknown ``noise`` (listing the known kinds), a rate without noise, or a
+            ``split`` whose test classes are not :data:`DIGITS_TEST_CLASSES`.
     """
     kinds = ("none", "symmetric", "small_cluster")
     if noise not in kinds:
@@ -124,7 +143,7 @@ def load_digits_split(
     if noise == "none" and noise_rate:
         raise ValueError(f"noise_rate={noise_rate} given with noise='none'")
     images, labels = digits_images(size=size)
-    split = _class_split(seed, val_fraction)
+    split = _given_or_seeded_split(split, seed=seed, val_fraction=val_fraction)
     tr, va, te = (_select(labels, part) for part in (split.train, split.val, split.test))
     clean = labels[tr]
     noisy, realised = clean, 0.0
@@ -208,17 +227,17 @@ class TwoModalityDigits:
 
 
 def load_two_modality_digits(
-    *, seed: int = 0, val_fraction: float = 0.25, size: int = 16
+    *, seed: int = 0, val_fraction: float = 0.25, size: int = 16, split: ClassSplit | None = None
 ) -> TwoModalityDigits:
     """Digits with a sketch modality, split like :func:`load_digits_split` (smoke-scale task).
 
     Within each class the samples are halved at random (seeded): one half stays photos
     (modality 1), the other half is rendered by :func:`sketch_modality` (modality 0), so no
     sketch is drawn from a photo in the set. Default ``size=16``: edge maps of 8x8 digits are
-    blobs, at 16x16 they read as strokes.
+    blobs, at 16x16 they read as strokes. ``split``: as in :func:`load_digits_split`.
     """
     images, labels = digits_images(size=size)
-    split = _class_split(seed, val_fraction)
+    split = _given_or_seeded_split(split, seed=seed, val_fraction=val_fraction)
     rng = np.random.default_rng(seed)
     modality = torch.full_like(labels, PHOTO)
     for c in range(10):

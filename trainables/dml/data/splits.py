@@ -8,12 +8,12 @@ a class ever appears in two parts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ClassSplit", "class_kfold", "split_classes"]
+__all__ = ["ClassSplit", "split_classes"]
 
 
 @dataclass(frozen=True)
@@ -79,30 +79,3 @@ def split_classes(
     val = sorted(pool[i] for i in order[:n_val])
     train = sorted(pool[i] for i in order[n_val:])
     return ClassSplit(train=tuple(train), val=tuple(val), test=tuple(test))
-
-
-def class_kfold(
-    train_classes: Sequence[int], *, folds: int, seed: int
-) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
-    """Class-disjoint k-fold over the training classes: ``folds`` pairs ``(fit, val)``.
-
-    The classes are permuted (seeded) and cut into ``folds`` near-equal parts (sizes differ by at
-    most one); fold ``k`` validates on part ``k`` and fits on the rest. Every training class is a
-    validation class in exactly one fold; within a fold ``fit`` and ``val`` are disjoint.
-
-    Raises:
-        ValueError: ``folds < 2``, more folds than classes, or repeated classes.
-    """
-    classes = [int(c) for c in train_classes]
-    if len(set(classes)) != len(classes):
-        raise ValueError("class_kfold: train_classes repeats a class")
-    if folds < 2 or folds > len(classes):
-        raise ValueError(f"folds must be in [2, {len(classes)}] (number of classes), got {folds}")
-    order = np.random.default_rng(seed).permutation(len(classes))
-    parts = np.array_split(np.asarray(classes)[order], folds)
-    result = []
-    for k, part in enumerate(parts):
-        val = sorted(int(c) for c in part)
-        fit = sorted(int(c) for j, other in enumerate(parts) if j != k for c in other)
-        result.append((tuple(fit), tuple(val)))
-    return result

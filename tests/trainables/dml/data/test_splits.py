@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainables.dml.data.splits import ClassSplit, class_kfold, split_classes
+from trainables.dml.data.splits import ClassSplit, split_classes
 
 
 @pytest.mark.parametrize("seed", [0, 1, 7])
@@ -57,27 +57,3 @@ def test_class_split_rejects_overlap_and_repeats() -> None:
         ClassSplit(train=(1, 2), val=(2,), test=())
     with pytest.raises(ValueError, match="repeats"):
         ClassSplit(train=(1, 1), val=(), test=())
-
-
-@pytest.mark.parametrize(("n", "folds"), [(10, 2), (10, 3), (7, 7), (100, 5)])
-def test_kfold_is_disjoint_and_covering(n: int, folds: int) -> None:
-    classes = list(range(100, 100 + n))
-    result = class_kfold(classes, folds=folds, seed=4)
-    assert len(result) == folds
-    vals = [set(val) for _, val in result]
-    assert sorted(c for v in vals for c in v) == classes  # each class validates exactly once
-    for fit, val in result:
-        assert not set(fit) & set(val)
-        assert sorted(fit + val) == classes
-    sizes = [len(v) for v in vals]
-    assert max(sizes) - min(sizes) <= 1
-    assert class_kfold(classes, folds=folds, seed=4) == result
-
-
-def test_kfold_rejects_bad_folds() -> None:
-    with pytest.raises(ValueError, match="folds must be in"):
-        class_kfold([1, 2, 3], folds=1, seed=0)
-    with pytest.raises(ValueError, match="folds must be in"):
-        class_kfold([1, 2, 3], folds=4, seed=0)
-    with pytest.raises(ValueError, match="repeats"):
-        class_kfold([1, 1, 2], folds=2, seed=0)
