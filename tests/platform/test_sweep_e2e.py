@@ -20,6 +20,7 @@ def sweep_records(runs_dir: Path, space: str) -> tuple[list, list, optuna.Study]
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     parents = [r for r in runs if r.data.tags.get("dmlsweep.role") == "sweep"]
     children = [r for r in runs if r.data.tags.get("dmlsweep.role") == "trial"]
+    # (reproductions are children too, with their own role: see test_reproductions_*)
     storage = f"sqlite:///{runs_dir / 'optuna.db'}"
     (summary,) = optuna.get_all_study_summaries(storage)
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
@@ -31,7 +32,7 @@ def baseline_sweep(ray_address: str, tmp_path_factory: pytest.TempPathFactory):
     workdir = tmp_path_factory.mktemp("baseline-sweep")
     proc = run_cli(
         "--space", "baseline", "--num-samples", "8", "--address", ray_address,
-        "--name", "e2e-baseline", cwd=workdir,
+        "--name", "e2e-baseline", "--reproductions", "2", cwd=workdir,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return workdir / "dmlsweep-runs", proc.stdout
@@ -118,3 +119,53 @@ def test_console_shows_progress_and_summary(baseline_sweep) -> None:
     assert "best val/map_at_r" in stdout
     assert "sweep e2e-baseline finished" in stdout
     assert "mlflow ui --backend-store-uri" in stdout
+
+
+def test_analysis_artifacts_cover_the_searched_parameters(baseline_sweep) -> None:
+    import json
+
+    import mlflow
+
+    runs_dir, stdout = baseline_sweep
+    parents, _, study = sweep_records(runs_dir, "baseline")
+    parent = parents[0].info.run_id
+    client = MlflowClient(f"sqlite:///{runs_dir / 'mlflow.db'}")
+    names = {Path(a.path).name for a in client.list_artifacts(parent, "analysis")}
+    for plot in ("optimization_history", "parallel_coordinate", "slice", "param_importances"):
+        assert {f"{plot}.html", f"{plot}.png"} <= names
+    path = mlflow.artifacts.download_artifacts(
+        run_id=parent, artifact_path="analysis/importance.json",
+        tracking_uri=f"sqlite:///{runs_dir / 'mlflow.db'}",
+    )
+    importance = json.loads(Path(path).read_text())
+    searched = {p for t in study.trials if t.state.name == "COMPLETE" for p in t.params}
+    assert set(importance) == searched
+    assert sum(importance.values()) == pytest.approx(1.0)
+    assert "hyperparameter importance:" in stdout and "optuna-dashboard" in stdout
+
+
+def test_reproductions_summarise_fresh_seed_test_runs(baseline_sweep) -> None:
+    import numpy as np
+    import scipy.stats
+
+    runs_dir, stdout = baseline_sweep
+    parents, children, _ = sweep_records(runs_dir, "baseline")
+    parent = parents[0]
+    client = MlflowClient(f"sqlite:///{runs_dir / 'mlflow.db'}")
+    reps = client.search_runs([parent.info.experiment_id],
+                              "tags.`dmlsweep.role` = 'reproduction'")
+    assert len(reps) == 2
+    best = parent.data.tags["dmlsweep.best_run_id"]
+    best_params = next(c for c in children if c.info.run_id == best).data.params
+    search_seed = int(parent.data.params["sweep/seed"])
+    assert {int(r.data.params["seed"]) for r in reps} == {search_seed + 1, search_seed + 2}
+    for rep in reps:  # the best configuration, re-trained with another seed
+        assert rep.data.params["lr"] == best_params["lr"]
+    values = np.array([r.data.metrics["test/map_at_r"] for r in reps])
+    low, high = scipy.stats.t.interval(0.95, df=1, loc=values.mean(),
+                                       scale=scipy.stats.sem(values))
+    metrics = parent.data.metrics
+    assert metrics["repro/test/map_at_r/mean"] == pytest.approx(values.mean())
+    assert metrics["repro/test/map_at_r/ci95_low"] == pytest.approx(low)
+    assert metrics["repro/test/map_at_r/ci95_high"] == pytest.approx(high)
+    assert "test/map_at_r" in stdout and "(n=2)" in stdout
