@@ -93,3 +93,14 @@ def restore_state() -> dict[str, Any] | None:
 
 def load_state(directory: Path) -> dict[str, Any]:
     return torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=False)
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """Load a checkpoint's optimizer state (moments, step counts) but keep the hyperparameters
+    the optimizer was built with from the current config (lr, weight decay, ...): population-
+    based training restarts a trial from another's checkpoint with mutated hyperparameters,
+    which a plain ``load_state_dict`` would silently overwrite with the old ones."""
+    current = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    optimizer.load_state_dict(saved)
+    for group, hyperparameters in zip(optimizer.param_groups, current, strict=True):
+        group.update(hyperparameters)

@@ -142,7 +142,7 @@ def train(config: dict[str, Any]) -> None:
     from trainables.dml.evaluation import evaluate_embeddings
     from trainables.dml.hyperbolic import param_groups
     from trainables.dml_data import TrainBatches, embed, load_dml_data
-    from trainables.reporting import report_epoch, restore_state
+    from trainables.reporting import report_epoch, restore_optimizer, restore_state
 
     cfg = from_flat(AHSMLConfig, config)
     torch.manual_seed(cfg.seed)
@@ -163,7 +163,7 @@ def train(config: dict[str, Any]) -> None:
     state = restore_state()
     if state is not None:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        restore_optimizer(optimizer, state["optimizer"])
         start_epoch = state["epoch"] + 1
 
     flip = cfg.dataset != "digits"  # a mirrored digit is another digit

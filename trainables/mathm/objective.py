@@ -149,7 +149,7 @@ def train(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: trains, validates and checkpoints once per epoch."""
     from trainables.dml.backbones import autocast_context
     from trainables.dml.data.samplers import PKModalitySampler
-    from trainables.reporting import report_epoch, restore_state
+    from trainables.reporting import report_epoch, restore_optimizer, restore_state
     from trainables.sbir.evaluation import retrieval_metrics
 
     cfg = from_flat(MATHMConfig, config)
@@ -166,7 +166,7 @@ def train(config: dict[str, Any]) -> None:
     state = restore_state()
     if state is not None:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        restore_optimizer(optimizer, state["optimizer"])
         start_epoch = state["epoch"] + 1
 
     sampler = PKModalitySampler(
