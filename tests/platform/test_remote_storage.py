@@ -5,6 +5,7 @@ tests/services/test_stack.py.)"""
 from __future__ import annotations
 
 import pytest
+
 from dmlsweep.errors import DmlsweepError
 from dmlsweep.remote_storage import RemoteStorage, RemoteStorageError
 

@@ -33,8 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dmlsweep.remote_storage import RemoteStorage
 from support import REPO_ROOT, VENV_BIN, free_port
+
+from dmlsweep.remote_storage import RemoteStorage
 
 PG_BIN = Path(os.environ.get("DMLSWEEP_PG_BIN", "/usr/lib/postgresql/15/bin"))
 INIT_DATABASES = REPO_ROOT / "infra" / "postgres" / "init-databases.sh"

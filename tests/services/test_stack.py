@@ -17,9 +17,10 @@ import botocore.exceptions
 import psycopg2
 import pytest
 import torch
-from dmlsweep.remote_storage import RemoteStorage
 from services.stack import ServiceStack, start_mlflow, stop_mlflow
 from support import REPO_ROOT
+
+from dmlsweep.remote_storage import RemoteStorage
 
 pytestmark = pytest.mark.services
 
@@ -188,6 +189,7 @@ def test_wrong_s3_credentials_are_rejected(service_stack: ServiceStack) -> None:
 
 def test_optuna_study_in_postgres(service_stack: ServiceStack) -> None:
     import optuna
+
     from dmlsweep.databases import open_optuna_storage
 
     name = f"stack-{uuid.uuid4().hex[:8]}"
