@@ -39,13 +39,20 @@ class BaselineConfig:
     cnn_width: int = 32
 
 
+# The platform checks a sweep's fixed settings and searched names against this before any
+# trial starts.
+CONFIG = BaselineConfig
+
+
 def build_model(config: dict[str, Any]) -> nn.Module:
     from trainables.dml.backbones import EmbeddingNet, SmallCNN
 
     cfg = from_flat(BaselineConfig, config)
     backbone = SmallCNN(in_channels=1, width=cfg.cnn_width, out_features=4 * cfg.cnn_width)
     return EmbeddingNet(
-        backbone=backbone, in_features=4 * cfg.cnn_width, embedding_size=cfg.embedding_size,
+        backbone=backbone,
+        in_features=4 * cfg.cnn_width,
+        embedding_size=cfg.embedding_size,
         hyperbolic=None,
     )
 
@@ -58,11 +65,22 @@ def train(config: dict[str, Any]) -> None:
 
     cfg = from_flat(BaselineConfig, config)
     torch.manual_seed(cfg.seed)
-    data = load_dml_data(dataset=cfg.dataset, data_root="", seed=cfg.seed, noise=cfg.noise,
-                         noise_rate=cfg.noise_rate, image_size=8, folds=cfg.folds, fold=cfg.fold)
+    data = load_dml_data(
+        dataset=cfg.dataset,
+        data_root="",
+        seed=cfg.seed,
+        noise=cfg.noise,
+        noise_rate=cfg.noise_rate,
+        image_size=8,
+        folds=cfg.folds,
+        fold=cfg.fold,
+    )
     model = build_model(config)
     loss_fn = make_loss(
-        "ms", alpha=cfg.ms_alpha, beta=cfg.ms_beta, base=cfg.ms_base,
+        "ms",
+        alpha=cfg.ms_alpha,
+        beta=cfg.ms_beta,
+        base=cfg.ms_base,
         epsilon=cfg.ms_epsilon,
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -73,8 +91,7 @@ def train(config: dict[str, Any]) -> None:
         restore_optimizer(optimizer, state["optimizer"])
         start_epoch = state["epoch"] + 1
 
-    batches = TrainBatches(data, batch_size=cfg.batch_size, m=cfg.samples_per_class,
-                           seed=cfg.seed)
+    batches = TrainBatches(data, batch_size=cfg.batch_size, m=cfg.samples_per_class, seed=cfg.seed)
     for epoch in range(start_epoch, cfg.max_epochs + 1):
         tic = time.perf_counter()
         model.train()
@@ -86,8 +103,9 @@ def train(config: dict[str, Any]) -> None:
             optimizer.step()
             total += loss.item()
             steps += 1
-        val = evaluate_embeddings(embed(model, data.val), data.val_labels, curvature=None,
-                                  seed=cfg.seed)
+        val = evaluate_embeddings(
+            embed(model, data.val), data.val_labels, curvature=None, seed=cfg.seed
+        )
         metrics = {
             "train/loss": total / max(steps, 1),
             "train/noise_rate": data.realised_noise_rate,

@@ -2,7 +2,8 @@
 
 Each entry names a module exposing ``train(config: dict) -> None`` (a Ray Tune function
 trainable that reports through ``trainables.reporting``) and ``build_model(config: dict) ->
-torch.nn.Module`` (rebuilds the network from a trial's config, to load a checkpoint into it).
+torch.nn.Module`` (rebuilds the network from a trial's config, to load a checkpoint into it),
+and ``CONFIG``, the dataclass its trial config is built into (``trainables.config.from_flat``).
 Modules are imported only when used, so listing names costs nothing.
 """
 

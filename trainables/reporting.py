@@ -24,6 +24,7 @@ import torch
 
 STATE_FILE = "state.pt"
 
+
 # The list of the innermost capture_reports block, None outside any (a context variable, so a
 # capture in one thread never swallows another thread's reports).
 class Reports(list[dict[str, Any]]):

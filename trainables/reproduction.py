@@ -27,5 +27,11 @@ def reproduce(config: dict[str, Any]) -> None:
     model = objective.build_model(run)
     model.load_state_dict(epochs.last_state["model"])
     test = objective.evaluate_test(model, run)
-    tune.report({**epochs[-1], **test, "reproduction/rank": float(rank),
-                 "reproduction/seed": float(run["seed"])})
+    tune.report(
+        {
+            **epochs[-1],
+            **test,
+            "reproduction/rank": float(rank),
+            "reproduction/seed": float(run["seed"]),
+        }
+    )

@@ -136,7 +136,11 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, object]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise DmlsweepError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = yaml.safe_load(value)
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or "not a YAML value"
+            raise DmlsweepError(f"--set {item!r}: the value is not valid YAML ({problem})") from exc
     return overrides
 
 

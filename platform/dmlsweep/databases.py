@@ -22,12 +22,14 @@ _SQLITE = "sqlite:///"
 
 
 def open_optuna_storage(url: str) -> optuna.storages.RDBStorage:
-    """Optuna's RDB storage for ``url``; SQLite files get write-ahead logging."""
-    import optuna
+    """Optuna's RDB storage for ``url`` (pickled without its password); SQLite files get
+    write-ahead logging."""
     from sqlalchemy import event
 
+    from dmlsweep.optuna_storage import MaskedRDBStorage
+
     try:
-        storage = optuna.storages.RDBStorage(url)
+        storage = MaskedRDBStorage(url)
     except Exception as exc:
         raise DmlsweepError(f"cannot open the Optuna storage {mask(url)}: {exc}") from exc
     if url.startswith(_SQLITE):
@@ -47,7 +49,7 @@ def prepare_sqlite_tracking(uri: str) -> None:
     """Switch a local MLflow SQLite store to write-ahead logging (a setting kept in the file)."""
     if not uri.startswith(_SQLITE):
         return
-    path = Path(uri[len(_SQLITE):])
+    path = Path(uri[len(_SQLITE) :])
     path.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(path) as connection:
         connection.execute("PRAGMA journal_mode=WAL")

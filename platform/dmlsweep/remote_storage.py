@@ -134,8 +134,12 @@ class RemoteStorage:
         """``s3://bucket/prefix``, e.g. for ``mlflow server --artifacts-destination``."""
         return f"s3://{self.storage_path(prefix)}"
 
-    def pyarrow_filesystem(self) -> pyarrow.fs.S3FileSystem:
-        """A pyarrow S3 filesystem for Ray Tune's ``storage_filesystem`` (paths: ``bucket/key``)."""
+    def pyarrow_filesystem(self, *, with_keys: bool = True) -> pyarrow.fs.S3FileSystem:
+        """A pyarrow S3 filesystem for Ray Tune's ``storage_filesystem`` (paths: ``bucket/key``).
+
+        ``with_keys=False`` leaves the keys to AWS's default chain (``AWS_ACCESS_KEY_ID`` ... in
+        each process's environment): a filesystem given its keys pickles them, and Tune pickles
+        its filesystem into the experiment state it writes to the bucket."""
         from pyarrow import fs
 
         kwargs: dict[str, Any] = {"region": self.region}
@@ -143,7 +147,7 @@ class RemoteStorage:
             # With an override pyarrow addresses buckets path-style, as MinIO/SeaweedFS need.
             kwargs["endpoint_override"] = self.endpoint_url.rstrip("/")
             kwargs["scheme"] = self.endpoint_url.split("://", 1)[0]
-        if self.access_key_id is not None:
+        if with_keys and self.access_key_id is not None:
             kwargs["access_key"] = self.access_key_id
             kwargs["secret_key"] = self.secret_access_key
         return fs.S3FileSystem(**kwargs)

@@ -34,8 +34,9 @@ class Summary:
     n: int
 
     def format(self) -> str:
-        return (f"{self.mean:.4f} ± {self.std:.4f} "
-                f"[{self.ci_low:.4f}, {self.ci_high:.4f}] (n={self.n})")
+        return (
+            f"{self.mean:.4f} ± {self.std:.4f} [{self.ci_low:.4f}, {self.ci_high:.4f}] (n={self.n})"
+        )
 
 
 def summarize(values: Sequence[float], *, confidence: float = CONFIDENCE) -> Summary:
@@ -106,10 +107,14 @@ def run_reproductions(
                 f"reproduction of configuration {config['reproduction_rank']} with seed "
                 f"{config['seed']} failed: {result.error}"
             )
-        metrics = {k: float(v) for k, v in result.metrics.items()
-                   if "/" in k and isinstance(v, (int, float)) and not isinstance(v, bool)}
-        out.append(Reproduction(rank=config["reproduction_rank"], seed=config["seed"],
-                                metrics=metrics))
+        metrics = {
+            k: float(v)
+            for k, v in result.metrics.items()
+            if "/" in k and isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        out.append(
+            Reproduction(rank=config["reproduction_rank"], seed=config["seed"], metrics=metrics)
+        )
     return sorted(out, key=lambda r: (r.rank, r.seed))
 
 
@@ -120,8 +125,9 @@ def summarize_reproductions(reproductions: Sequence[Reproduction]) -> dict[int, 
         for key, value in rep.metrics.items():
             if key.startswith("test/"):
                 by_rank.setdefault(rep.rank, {}).setdefault(key, []).append(value)
-    return {rank: {k: summarize(v) for k, v in metrics.items()}
-            for rank, metrics in by_rank.items()}
+    return {
+        rank: {k: summarize(v) for k, v in metrics.items()} for rank, metrics in by_rank.items()
+    }
 
 
 def log_reproductions(
@@ -143,8 +149,12 @@ def log_reproductions(
         run = client.create_run(
             experiment_id,
             run_name=f"{sweep_name}-repro{rep.rank}-seed{rep.seed}",
-            tags={MLFLOW_PARENT_RUN_ID: parent_run_id, "dmlsweep.role": "reproduction",
-                  "dmlsweep.rank": str(rep.rank), "dmlsweep.seed": str(rep.seed)},
+            tags={
+                MLFLOW_PARENT_RUN_ID: parent_run_id,
+                "dmlsweep.role": "reproduction",
+                "dmlsweep.rank": str(rep.rank),
+                "dmlsweep.seed": str(rep.seed),
+            },
         )
         params = {**config, "seed": rep.seed}
         client.log_batch(
@@ -158,12 +168,19 @@ def log_reproductions(
     for rank, by_metric in summaries.items():
         prefix = "repro" if rank == 1 else f"repro/rank{rank}"
         for key, s in by_metric.items():
-            for stat, value in (("mean", s.mean), ("std", s.std), ("ci95_low", s.ci_low),
-                                ("ci95_high", s.ci_high)):
+            for stat, value in (
+                ("mean", s.mean),
+                ("std", s.std),
+                ("ci95_low", s.ci_low),
+                ("ci95_high", s.ci_high),
+            ):
                 metrics.append(Metric(f"{prefix}/{key}/{stat}", value, now, 0))
         metrics.append(Metric(f"{prefix}/n", float(next(iter(by_metric.values())).n), now, 0))
-    client.log_batch(parent_run_id, metrics=metrics,
-                     tags=[RunTag("dmlsweep.reproductions", str(len(reproductions)))])
+    client.log_batch(
+        parent_run_id,
+        metrics=metrics,
+        tags=[RunTag("dmlsweep.reproductions", str(len(reproductions)))],
+    )
     return summaries
 
 
@@ -172,10 +189,20 @@ def reproduction_table(summaries: Mapping[int, Mapping[str, Summary]]) -> str:
     from dmlsweep.progress import summary_table
 
     keys = sorted({k for by_metric in summaries.values() for k in by_metric})
-    rows = [{"config": f"#{rank}", **{k: by_metric[k].format() for k in by_metric}}
-            for rank, by_metric in sorted(summaries.items())]
+    rows = [
+        {"config": f"#{rank}", **{k: by_metric[k].format() for k in by_metric}}
+        for rank, by_metric in sorted(summaries.items())
+    ]
     return summary_table(rows, columns=["config", *keys])
 
 
-__all__ = ["Summary", "summarize", "reproduction_seeds", "Reproduction", "run_reproductions",
-           "summarize_reproductions", "log_reproductions", "reproduction_table"]
+__all__ = [
+    "Summary",
+    "summarize",
+    "reproduction_seeds",
+    "Reproduction",
+    "run_reproductions",
+    "summarize_reproductions",
+    "log_reproductions",
+    "reproduction_table",
+]

@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field, replace
@@ -72,9 +73,22 @@ class SweepOptions:
 # What a resumed sweep takes from the sweep it continues (never a URL: those may hold secrets
 # and come from the environment again).
 RESUMED_OPTIONS = (
-    "space", "num_samples", "max_epochs", "cpus_per_trial", "gpus_per_trial", "max_concurrent",
-    "seed", "searcher", "scheduler", "grace_period", "reduction_factor", "max_retries",
-    "models_top_k", "extra_settings", "reproductions", "reproduce_top",
+    "space",
+    "num_samples",
+    "max_epochs",
+    "cpus_per_trial",
+    "gpus_per_trial",
+    "max_concurrent",
+    "seed",
+    "searcher",
+    "scheduler",
+    "grace_period",
+    "reduction_factor",
+    "max_retries",
+    "models_top_k",
+    "extra_settings",
+    "reproductions",
+    "reproduce_top",
 )
 
 
@@ -94,25 +108,36 @@ class SweepOutcome:
 
 
 def resolve_space(options: SweepOptions) -> tuple[SearchSpace, int]:
-    """Load and validate the space and the epoch budget; raises before anything starts."""
+    """Load and validate the space and the epoch budget; raises before anything starts.
+    The budget is ``--max-epochs``, else ``--set max_epochs=``, else the space's setting."""
     from trainables.registry import OBJECTIVES
 
     space = load_space(options.space, known_objectives=list(OBJECTIVES))
-    max_epochs = options.max_epochs or space.settings.get("max_epochs")
-    if not isinstance(max_epochs, int) or max_epochs < 1:
-        raise SpaceError(
-            f"{space.path}: settings.max_epochs: needs a positive integer (or --max-epochs), "
-            f"got {max_epochs!r}"
-        )
+    if options.max_epochs is not None:
+        max_epochs, source = options.max_epochs, "--max-epochs"
+    elif "max_epochs" in options.extra_settings:
+        max_epochs, source = options.extra_settings["max_epochs"], "--set max_epochs"
+    else:
+        max_epochs, source = space.settings.get("max_epochs"), f"{space.path}: settings.max_epochs"
+    if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
+        raise SpaceError(f"{source}: needs a positive integer number of epochs, got {max_epochs!r}")
     return space, max_epochs
 
 
 def prepare_settings(space: SearchSpace, options: SweepOptions) -> dict[str, Any]:
     """The fixed settings of every trial: the space's, overridden by ``--set``, with
-    ``${VAR}`` values taken from the environment, checked by the objective (e.g. that a
-    benchmark's data directory exists) before anything starts."""
+    ``${VAR}`` values taken from the environment, checked against the objective's config
+    (names and types) and by the objective (e.g. that a benchmark's data directory exists)
+    before anything starts."""
     from trainables.registry import load_objective
 
+    searched = {param.name for param in space.parameters}
+    both = sorted(searched & set(options.extra_settings))
+    if both:
+        raise DmlsweepError(
+            f"--set {', '.join(both)}: searched by {space.path}, so it cannot also be fixed "
+            "(both searched and fixed); remove it from the space's parameters to fix it"
+        )
     settings = {**space.settings, **options.extra_settings}
     for key, value in settings.items():
         if isinstance(value, str) and value.startswith("${") and value.endswith("}"):
@@ -125,12 +150,40 @@ def prepare_settings(space: SearchSpace, options: SweepOptions) -> dict[str, Any
                 )
             settings[key] = os.environ[variable]
     objective = load_objective(space.objective)
+    _check_config_names(space, objective, settings=settings, overridden=set(options.extra_settings))
     if hasattr(objective, "validate_settings"):
         try:
             objective.validate_settings(settings)
         except (OSError, ValueError) as exc:
             raise DmlsweepError(f"{space.path}: {exc}") from exc
     return settings
+
+
+def _check_config_names(
+    space: SearchSpace, objective: ModuleType, *, settings: dict[str, Any], overridden: set[str]
+) -> None:
+    """A misspelt setting or parameter would otherwise fail every trial (or be ignored):
+    refuse it here, naming where it came from and what the objective accepts."""
+    import dataclasses
+
+    from trainables.config import PLATFORM_KEYS, ConfigError, from_flat
+
+    allowed = {f.name for f in dataclasses.fields(objective.CONFIG)}
+    for names, where in (
+        (overridden, "--set"),
+        (set(space.settings), f"{space.path}: settings"),
+        ({param.name for param in space.parameters}, f"{space.path}: parameters"),
+    ):
+        unknown = sorted(names - allowed - PLATFORM_KEYS)
+        if unknown:
+            raise DmlsweepError(
+                f"{where}: {', '.join(unknown)} not known to objective {space.objective!r}; "
+                f"it accepts: {', '.join(sorted(allowed))}"
+            )
+    try:
+        from_flat(objective.CONFIG, settings)
+    except ConfigError as exc:
+        raise DmlsweepError(f"{space.path} / --set: {exc}") from exc
 
 
 def trial_config(
@@ -149,8 +202,11 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
         options, parent_run_id = _resumed_options(options, tracking_uri=tracking_uri)
     space, max_epochs = resolve_space(options)
     strategy = resolve_strategy(
-        space, searcher=options.searcher, scheduler=options.scheduler,
-        grace_period=options.grace_period, reduction_factor=options.reduction_factor,
+        space,
+        searcher=options.searcher,
+        scheduler=options.scheduler,
+        grace_period=options.grace_period,
+        reduction_factor=options.reduction_factor,
     )
     if options.num_samples < 1:
         raise DmlsweepError(f"--num-samples must be >= 1, got {options.num_samples}")
@@ -159,8 +215,10 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
     settings = prepare_settings(space, options)
     folds = int(settings.get("folds", 1))
     if folds > 1 and not strategy.uses_optuna:
-        raise DmlsweepError("cross-validation (settings.folds > 1) cannot run under population-"
-                            "based training: a trial's folds are not one training run")
+        raise DmlsweepError(
+            "cross-validation (settings.folds > 1) cannot run under population-"
+            "based training: a trial's folds are not one training run"
+        )
     # What schedulers count: epochs, or with cross-validation the folds done (one report each).
     budget = folds if folds > 1 else max_epochs
     if options.reproductions and options.reproductions < 2:
@@ -177,6 +235,8 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
             f"sweep {name!r} has no Ray Tune experiment state at {experiment_path} "
             "(was it started with another --runs-dir or bucket?); it cannot be resumed"
         )
+    if options.address:
+        _probe_ray_address(options.address)
     runs_dir.mkdir(parents=True, exist_ok=True)
     # A local store keeps its artifacts beside it; a server decides (and proxies) its own.
     artifact_location = None if options.tracking_uri else (runs_dir / "mlartifacts").as_uri()
@@ -221,8 +281,11 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
             "sweep/max_retries": options.max_retries,
             "sweep/cpus_per_trial": options.cpus_per_trial,
             "sweep/gpus_per_trial": options.gpus_per_trial,
-            **({"optuna/study_name": name, "optuna/storage": mask(storage_url)}
-               if strategy.uses_optuna else {}),
+            **(
+                {"optuna/study_name": name, "optuna/storage": mask(storage_url)}
+                if strategy.uses_optuna
+                else {}
+            ),
         },
         tags={
             "dmlsweep.space": space.name,
@@ -263,8 +326,12 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
     trainable = tune.with_resources(make_trainable(objective, folds), resources)
     if options.resume:
         tuner = tune.Tuner.restore(
-            experiment_path, trainable, resume_unfinished=True, resume_errored=False,
-            restart_errored=False, storage_filesystem=tune_storage.get("storage_filesystem"),
+            experiment_path,
+            trainable,
+            resume_unfinished=True,
+            resume_errored=False,
+            restart_errored=False,
+            storage_filesystem=tune_storage.get("storage_filesystem"),
         )
     else:
         search_alg: Any = None
@@ -285,7 +352,9 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
         else:
             param_space = {**constants, **tune_domains(space)}
         progress = ConsoleProgress(
-            metric=space.metric, mode=space.mode, max_epochs=budget,
+            metric=space.metric,
+            mode=space.mode,
+            max_epochs=budget,
             num_samples=options.num_samples,
         )
         tuner = tune.Tuner(
@@ -346,7 +415,10 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
     if options.reproductions and complete:
         summaries = _reproduce(
             [_result_of(results, row["trial"]).config for row in complete[: options.reproduce_top]],
-            options=options, name=name, tune_storage=tune_storage, tracking=tracking,
+            options=options,
+            name=name,
+            tune_storage=tune_storage,
+            tracking=tracking,
         )
     return SweepOutcome(
         name=name,
@@ -383,7 +455,9 @@ def _log_analysis(storage: Any, *, study_name: str, space: SearchSpace, tracking
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
         importance = log_study_analysis(
-            study=study, client=tracking.client, run_id=tracking.parent_run_id,
+            study=study,
+            client=tracking.client,
+            run_id=tracking.parent_run_id,
             params=[p.name for p in space.parameters],
         )
     except Exception as exc:
@@ -391,31 +465,45 @@ def _log_analysis(storage: Any, *, study_name: str, space: SearchSpace, tracking
         return
     if importance:
         ranked = sorted(importance.items(), key=lambda kv: -kv[1])
-        print("hyperparameter importance: "
-              + ", ".join(f"{k} {v:.2f}" for k, v in ranked), flush=True)
+        print(
+            "hyperparameter importance: " + ", ".join(f"{k} {v:.2f}" for k, v in ranked), flush=True
+        )
     print(f"  study dashboard: {dashboard_command(storage.url)}", flush=True)
 
 
 def _reproduce(
-    configs: list[dict[str, Any]], *, options: SweepOptions, name: str,
-    tune_storage: dict[str, Any], tracking: Any,
+    configs: list[dict[str, Any]],
+    *,
+    options: SweepOptions,
+    name: str,
+    tune_storage: dict[str, Any],
+    tracking: Any,
 ) -> dict[int, dict[str, Summary]]:
     from dmlsweep.reproductions import log_reproductions, reproduction_table, run_reproductions
 
     # A reproduction trains on all the training classes: no cross-validation folds.
-    configs = [{**config, "folds": 1} if "folds" in config else dict(config)
-               for config in configs]
-    print(f"reproducing the best {len(configs)} configuration(s) {options.reproductions} times "
-          "each with fresh seeds, evaluated on the test classes", flush=True)
+    configs = [{**config, "folds": 1} if "folds" in config else dict(config) for config in configs]
+    print(
+        f"reproducing the best {len(configs)} configuration(s) {options.reproductions} times "
+        "each with fresh seeds, evaluated on the test classes",
+        flush=True,
+    )
     reproductions = run_reproductions(
-        configs=configs, n=options.reproductions, search_seed=options.seed, name=name,
+        configs=configs,
+        n=options.reproductions,
+        search_seed=options.seed,
+        name=name,
         resources={"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial},
-        tune_storage=tune_storage, max_retries=options.max_retries,
+        tune_storage=tune_storage,
+        max_retries=options.max_retries,
     )
     summaries = log_reproductions(
-        client=tracking.client, experiment_id=tracking.experiment_id,
-        parent_run_id=tracking.parent_run_id, sweep_name=name,
-        reproductions=reproductions, configs=configs,
+        client=tracking.client,
+        experiment_id=tracking.experiment_id,
+        parent_run_id=tracking.parent_run_id,
+        sweep_name=name,
+        reproductions=reproductions,
+        configs=configs,
     )
     print(reproduction_table(summaries), flush=True)
     return summaries
@@ -432,6 +520,13 @@ def _resumed_options(options: SweepOptions, *, tracking_uri: str) -> tuple[Sweep
 
     if not options.name:
         raise DmlsweepError("--resume needs the name of the sweep to continue")
+    local_store = Path(tracking_uri.removeprefix("sqlite:///"))
+    if tracking_uri.startswith("sqlite:///") and not local_store.exists():
+        # Opening it would create an empty store in a mistyped --runs-dir.
+        raise DmlsweepError(
+            f"no sweep named {options.name!r} to resume: there is no MLflow store at "
+            f"{local_store} (is --runs-dir the one the sweep was started with?)"
+        )
     run = find_sweep_run(tracking_uri, options.name)
     stored = json.loads(run.data.tags.get("dmlsweep.options", "{}"))
     if not stored:
@@ -467,6 +562,11 @@ def _fail_lost_optuna_trials(storage: optuna.storages.BaseStorage, *, study_name
         storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
 
 
+def _s3_keys() -> dict[str, str]:
+    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+    return {name: os.environ[name] for name in names if os.environ.get(name)}
+
+
 def _tune_storage(runs_dir: Path) -> dict[str, Any]:
     """Where Tune keeps results and checkpoints: the S3 bucket of ``DMLSWEEP_S3_BUCKET`` when
     set (so every node of a cluster, and a resumed driver, sees them), else under runs_dir."""
@@ -477,7 +577,8 @@ def _tune_storage(runs_dir: Path) -> dict[str, Any]:
     remote = RemoteStorage.from_env()
     return {
         "storage_path": remote.storage_path("ray"),
-        "storage_filesystem": remote.pyarrow_filesystem(),
+        # Keys come from each process's environment (see _init_ray), never from the pickle.
+        "storage_filesystem": remote.pyarrow_filesystem(with_keys=False),
     }
 
 
@@ -500,7 +601,9 @@ def _init_ray(address: str | None) -> None:
         "env_vars": {
             "PYTHONPATH": os.pathsep.join(
                 [str(REPO_ROOT), str(REPO_ROOT / "platform"), os.environ.get("PYTHONPATH", "")]
-            )
+            ),
+            # Trials write checkpoints to the bucket with these (Tune's filesystem carries none).
+            **(_s3_keys() if os.environ.get("DMLSWEEP_S3_BUCKET", "").strip() else {}),
         }
     }
     try:
@@ -512,6 +615,21 @@ def _init_ray(address: str | None) -> None:
         raise DmlsweepError(
             f"cannot connect to Ray at {address or 'a new local instance'}: {exc}"
         ) from exc
+
+
+def _probe_ray_address(address: str, *, timeout: float = 5.0) -> None:
+    """Refuse an address nobody listens on: ``ray.init`` would retry it for minutes."""
+    if address == "auto":
+        return  # Ray reads the running cluster's address from its own session files
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        raise DmlsweepError(
+            f"--address must be HOST:PORT, ray://HOST:PORT or auto, got {address!r}"
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise DmlsweepError(f"cannot connect to Ray at {address}: {exc}") from exc
 
 
 def _check_resources(options: SweepOptions) -> None:

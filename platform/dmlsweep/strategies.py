@@ -61,12 +61,15 @@ def resolve_strategy(
     """Flags over the space file over the defaults; unknown names fail naming the choices."""
     unknown = set(space.searcher) - {"algorithm"}
     if unknown:
-        raise SpaceError(f"{space.path}: searcher.{sorted(unknown)[0]}: unknown key; allowed: "
-                         "['algorithm']")
+        raise SpaceError(
+            f"{space.path}: searcher.{sorted(unknown)[0]}: unknown key; allowed: ['algorithm']"
+        )
     unknown = set(space.scheduler) - _SCHEDULER_KEYS
     if unknown:
-        raise SpaceError(f"{space.path}: scheduler.{sorted(unknown)[0]}: unknown key; allowed: "
-                         f"{sorted(_SCHEDULER_KEYS)}")
+        raise SpaceError(
+            f"{space.path}: scheduler.{sorted(unknown)[0]}: unknown key; allowed: "
+            f"{sorted(_SCHEDULER_KEYS)}"
+        )
     chosen_searcher = searcher or space.searcher.get("algorithm", "tpe")
     chosen_scheduler = scheduler or space.scheduler.get("algorithm", "asha")
     if chosen_searcher not in SEARCHERS:
@@ -102,15 +105,14 @@ def build_sampler(strategy: Strategy, *, seed: int) -> optuna.samplers.BaseSampl
         # CMA-ES handles float and int parameters; categorical ones go to a seeded random
         # sampler (Optuna's documented fallback), quietly.
         return optuna.samplers.CmaEsSampler(
-            seed=seed, warn_independent_sampling=False,
+            seed=seed,
+            warn_independent_sampling=False,
             independent_sampler=optuna.samplers.RandomSampler(seed=seed),
         )
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def build_scheduler(
-    strategy: Strategy, *, space: SearchSpace, max_epochs: int
-) -> TrialScheduler:
+def build_scheduler(strategy: Strategy, *, space: SearchSpace, max_epochs: int) -> TrialScheduler:
     """Every scheduler counts time in epochs (``training_iteration``)."""
     from ray.tune.schedulers import (
         ASHAScheduler,
@@ -122,14 +124,22 @@ def build_scheduler(
 
     grace = min(strategy.grace_period, max_epochs)
     if strategy.scheduler == "asha":
-        return ASHAScheduler(time_attr="training_iteration", max_t=max_epochs,
-                             grace_period=grace, reduction_factor=strategy.reduction_factor)
+        return ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=max_epochs,
+            grace_period=grace,
+            reduction_factor=strategy.reduction_factor,
+        )
     if strategy.scheduler == "hyperband":
-        return HyperBandScheduler(time_attr="training_iteration", max_t=max_epochs,
-                                  reduction_factor=strategy.reduction_factor)
+        return HyperBandScheduler(
+            time_attr="training_iteration",
+            max_t=max_epochs,
+            reduction_factor=strategy.reduction_factor,
+        )
     if strategy.scheduler == "median":
-        return MedianStoppingRule(time_attr="training_iteration", grace_period=grace,
-                                  min_samples_required=3)
+        return MedianStoppingRule(
+            time_attr="training_iteration", grace_period=grace, min_samples_required=3
+        )
     if strategy.scheduler == "pbt":
         return PopulationBasedTraining(
             time_attr="training_iteration",
@@ -165,15 +175,27 @@ def tune_domains(space: SearchSpace) -> dict[str, Any]:
 def strategy_params(strategy: Strategy, *, seed: int) -> Mapping[str, Any]:
     """What the parent MLflow run records about the strategy."""
     return {
-        "sweep/searcher": "none (pbt)" if not strategy.uses_optuna
+        "sweep/searcher": "none (pbt)"
+        if not strategy.uses_optuna
         else f"optuna {strategy.searcher} (seed {seed})",
         "sweep/scheduler": strategy.scheduler,
         "sweep/grace_period": strategy.grace_period,
         "sweep/reduction_factor": strategy.reduction_factor,
-        **({"sweep/perturbation_interval": strategy.perturbation_interval}
-           if strategy.scheduler == "pbt" else {}),
+        **(
+            {"sweep/perturbation_interval": strategy.perturbation_interval}
+            if strategy.scheduler == "pbt"
+            else {}
+        ),
     }
 
 
-__all__ = ["SEARCHERS", "SCHEDULERS", "Strategy", "resolve_strategy", "build_sampler",
-           "build_scheduler", "tune_domains", "strategy_params"]
+__all__ = [
+    "SEARCHERS",
+    "SCHEDULERS",
+    "Strategy",
+    "resolve_strategy",
+    "build_sampler",
+    "build_scheduler",
+    "tune_domains",
+    "strategy_params",
+]

@@ -180,8 +180,12 @@ class MlflowTracking(Callback):
         if trial.trial_id in self.trial_runs:
             return
         self.trial_runs[trial.trial_id] = ""  # being created on the logging thread
-        self._submit(self._create_trial_run, trial.trial_id, dict(trial.config),
-                     what=f"the run of trial {trial.trial_id}")
+        self._submit(
+            self._create_trial_run,
+            trial.trial_id,
+            dict(trial.config),
+            what=f"the run of trial {trial.trial_id}",
+        )
 
     def _create_trial_run(self, trial_id: str, config: dict[str, Any]) -> None:
         run = self.client.create_run(
@@ -215,8 +219,13 @@ class MlflowTracking(Callback):
             self._trial_nodes[trial.trial_id] = node
             tags.append(RunTag("ray.node_id", str(node)))
         if metrics or tags:
-            self._submit_for(trial.trial_id, self.client.log_batch, metrics=metrics, tags=tags,
-                             what=f"epoch {step} of trial {trial.trial_id}")
+            self._submit_for(
+                trial.trial_id,
+                self.client.log_batch,
+                metrics=metrics,
+                tags=tags,
+                what=f"epoch {step} of trial {trial.trial_id}",
+            )
 
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
@@ -242,10 +251,12 @@ class MlflowTracking(Callback):
             tags.append(RunTag("dmlsweep.error", _error_text(trial)[:5000]))
         self._submit_for(trial.trial_id, self.client.log_batch, tags=tags, what=what)
         if state is TrialState.FAIL and trial.error_file:
-            self._submit_for(trial.trial_id, _log_file_if_exists, trial.error_file,
-                             client=self.client, what=what)
-        self._submit_for(trial.trial_id, self.client.set_terminated, MLFLOW_STATUS[state],
-                         what=what)
+            self._submit_for(
+                trial.trial_id, _log_file_if_exists, trial.error_file, client=self.client, what=what
+            )
+        self._submit_for(
+            trial.trial_id, self.client.set_terminated, MLFLOW_STATUS[state], what=what
+        )
 
     def ranked_trials(self, trials: list[Trial]) -> list[Trial]:
         """Completed trials, best first."""
@@ -313,11 +324,13 @@ class MlflowTracking(Callback):
             )
 
     def _child_runs(self) -> list[Any]:
-        return list(self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.parent_run_id}'",
-            max_results=50000,
-        ))
+        return list(
+            self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.parent_run_id}'",
+                max_results=50000,
+            )
+        )
 
     def _fail_lost_runs(self, trials: list[Trial]) -> None:
         """A child run still RUNNING whose trial Tune does not know (its driver died between
@@ -344,8 +357,9 @@ class MlflowTracking(Callback):
         self._pending = [f for f in self._pending if not f.done() or f.exception()]
         self._pending.append(self._pool.submit(self._retrying, fn, *args, what=what, **kwargs))
 
-    def _submit_for(self, trial_id: str, fn: Callable[..., Any], *args: Any, what: str,
-                    **kwargs: Any) -> None:
+    def _submit_for(
+        self, trial_id: str, fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any
+    ) -> None:
         """Queue ``fn(run_id, *args)`` for the trial's run, resolved when the call runs (the
         run is created on the same thread, earlier in the queue)."""
 
@@ -370,8 +384,12 @@ class MlflowTracking(Callback):
                     self.untracked.append(what)
                     logger.warning("not tracked in MLflow: %s (%s)", what, mask(str(exc)))
                     return
-                logger.info("MLflow call for %s failed (%s); retrying in %.1f s",
-                            what, mask(str(exc)), delay)
+                logger.info(
+                    "MLflow call for %s failed (%s); retrying in %.1f s",
+                    what,
+                    mask(str(exc)),
+                    delay,
+                )
                 time.sleep(delay)
                 delay = min(2 * delay, 30.0)
 
@@ -410,11 +428,13 @@ def _sweep_runs(client: MlflowClient, name: str) -> list[Any]:
     experiments = [e.experiment_id for e in client.search_experiments()]
     if not experiments:
         return []
-    return list(client.search_runs(
-        experiments,
-        filter_string=f"tags.`dmlsweep.role` = 'sweep' and attributes.run_name = '{name}'",
-        max_results=10,
-    ))
+    return list(
+        client.search_runs(
+            experiments,
+            filter_string=f"tags.`dmlsweep.role` = 'sweep' and attributes.run_name = '{name}'",
+            max_results=10,
+        )
+    )
 
 
 def find_sweep_run(tracking_uri: str, name: str) -> Any:

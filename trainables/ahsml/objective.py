@@ -76,6 +76,11 @@ class AHSMLConfig:
             raise ConfigError("AHSMLConfig.noise_rate: set noise to symmetric or small_cluster")
 
 
+# The platform checks a sweep's fixed settings and searched names against this before any
+# trial starts.
+CONFIG = AHSMLConfig
+
+
 def build_model(config: dict[str, Any]) -> nn.Module:
     from trainables.dml.backbones import EmbeddingNet, SmallCNN, resnet_backbone
     from trainables.dml.hyperbolic import HyperbolicHead

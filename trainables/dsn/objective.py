@@ -107,6 +107,11 @@ class DSNConfig:
             raise ConfigError(f"DSNConfig.lr_decay must be in (0, 1], got {self.lr_decay}")
 
 
+# The platform checks a sweep's fixed settings and searched names against this before any
+# trial starts.
+CONFIG = DSNConfig
+
+
 def _network(cfg: DSNConfig, *, load_weights: bool) -> SBIRNet:
     settings = sbir_settings(cfg)
     return build_sbir_net(

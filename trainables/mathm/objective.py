@@ -95,6 +95,11 @@ class MATHMConfig:
             raise ConfigError("MATHMConfig.classes_per_batch must be >= 2: triplets need negatives")
 
 
+# The platform checks a sweep's fixed settings and searched names against this before any
+# trial starts.
+CONFIG = MATHMConfig
+
+
 def lr_factor(epoch: int, *, warmup_epochs: int, max_epochs: int) -> float:
     """Multiplier of the learning rate in 1-based ``epoch``.
 
