@@ -159,7 +159,9 @@ def start_postgres(
 ) -> PostgresServer:
     """A private PostgreSQL 15 on 127.0.0.1 with password (SCRAM) authentication over TCP."""
     if not (PG_BIN / "initdb").exists():
-        raise ServiceError(f"PostgreSQL 15 not found in {PG_BIN}: run infra/local/install-test-deps.sh")
+        raise ServiceError(
+            f"PostgreSQL 15 not found in {PG_BIN}: run infra/local/install-test-deps.sh"
+        )
     # PostgreSQL refuses to run as root: the data directory belongs to the postgres account.
     os_user = "postgres" if os.geteuid() == 0 else None
     base = root / "postgres"
@@ -440,6 +442,39 @@ def start_mlflow(
 
 def stop_mlflow(server: MlflowServer) -> None:
     _stop_process(server.process)
+
+
+# Where infra/mlflow/basic_auth.ini keeps its user store in the container.
+AUTH_DB_LINE = "database_uri = sqlite:////var/lib/mlflow-auth/basic_auth.db"
+
+
+def start_mlflow_with_auth(
+    services: ServiceStack, *, workdir: Path, name: str, user: str, password: str
+) -> MlflowServer:
+    """A second MLflow server on the stack's database and bucket with basic authentication
+    configured by the committed infra/mlflow/basic_auth.ini, as compose runs it; only the
+    location of the user store (under ``workdir``) differs from the container's."""
+    import uuid
+
+    committed = (REPO_ROOT / "infra" / "mlflow" / "basic_auth.ini").read_text()
+    if AUTH_DB_LINE not in committed:
+        raise ServiceError(f"infra/mlflow/basic_auth.ini no longer has {AUTH_DB_LINE!r}")
+    config = workdir / "basic_auth.ini"
+    config.write_text(
+        committed.replace(AUTH_DB_LINE, f"database_uri = sqlite:///{workdir}/auth.db")
+    )
+    return start_mlflow(
+        root=services.stack.root,
+        backend_uri=services.mlflow_backend_uri,
+        storage=services.storage,
+        name=name,
+        auth_env={
+            "MLFLOW_AUTH_CONFIG_PATH": str(config),
+            "MLFLOW_AUTH_ADMIN_USERNAME": user,
+            "MLFLOW_AUTH_ADMIN_PASSWORD": password,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex,
+        },
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from mlflow.entities import ViewType
-from services.stack import ServiceStack, start_mlflow, stop_mlflow
-from support import REPO_ROOT, run_cli
+from services.stack import ServiceStack, start_mlflow_with_auth, stop_mlflow
+from support import run_cli
 
 from dmlsweep.secrets import mask
 
@@ -47,26 +47,9 @@ def secret_sweep(
     """A quadratic sweep against an MLflow server with basic auth on (infra's config), Optuna
     on PostgreSQL and Tune's state in the bucket; every credential comes from the environment."""
     root = tmp_path_factory.mktemp("secrets")
-    committed = (REPO_ROOT / "infra" / "mlflow" / "basic_auth.ini").read_text()
-    config = root / "basic_auth.ini"
-    config.write_text(
-        committed.replace(
-            "database_uri = sqlite:////var/lib/mlflow-auth/basic_auth.db",
-            f"database_uri = sqlite:///{root}/auth.db",
-        )
-    )
     password = f"mlflow-pw-{uuid.uuid4().hex}"
-    server = start_mlflow(
-        root=service_stack.stack.root,
-        backend_uri=service_stack.mlflow_backend_uri,
-        storage=service_stack.storage,
-        name="mlflow-secrets",
-        auth_env={
-            "MLFLOW_AUTH_CONFIG_PATH": str(config),
-            "MLFLOW_AUTH_ADMIN_USERNAME": MLFLOW_USER,
-            "MLFLOW_AUTH_ADMIN_PASSWORD": password,
-            "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex,
-        },
+    server = start_mlflow_with_auth(
+        service_stack, workdir=root, name="mlflow-secrets", user=MLFLOW_USER, password=password
     )
     storage = service_stack.storage
     assert storage.access_key_id and storage.secret_access_key

@@ -17,8 +17,7 @@ import botocore.exceptions
 import psycopg2
 import pytest
 import torch
-from services.stack import ServiceStack, start_mlflow, stop_mlflow
-from support import REPO_ROOT
+from services.stack import ServiceStack, start_mlflow_with_auth, stop_mlflow
 
 from dmlsweep.remote_storage import RemoteStorage
 
@@ -259,24 +258,9 @@ def test_basic_auth_config_from_infra(service_stack: ServiceStack, tmp_path: Pat
     """infra/mlflow/basic_auth.ini as compose uses it: anonymous and wrong passwords refused."""
     import requests
 
-    committed = (REPO_ROOT / "infra" / "mlflow" / "basic_auth.ini").read_text()
-    db_line = "database_uri = sqlite:////var/lib/mlflow-auth/basic_auth.db"
-    assert db_line in committed
-    config = tmp_path / "basic_auth.ini"
-    # Only the location of the user store differs from the container's.
-    config.write_text(committed.replace(db_line, f"database_uri = sqlite:///{tmp_path}/auth.db"))
     password = uuid.uuid4().hex
-    server = start_mlflow(
-        root=service_stack.stack.root,
-        backend_uri=service_stack.mlflow_backend_uri,
-        storage=service_stack.storage,
-        name="mlflow-auth",
-        auth_env={
-            "MLFLOW_AUTH_CONFIG_PATH": str(config),
-            "MLFLOW_AUTH_ADMIN_USERNAME": "admin",
-            "MLFLOW_AUTH_ADMIN_PASSWORD": password,
-            "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex,
-        },
+    server = start_mlflow_with_auth(
+        service_stack, workdir=tmp_path, name="mlflow-auth", user="admin", password=password
     )
     try:
         api = f"{server.url}/api/2.0/mlflow/experiments/search"
