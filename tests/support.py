@@ -12,6 +12,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
 
+def http_ok(url: str) -> bool:
+    """Whether ``url`` answers 200 within 2 s (a server's health probe)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -21,8 +33,9 @@ def free_port() -> int:
 CLI_URL_VARIABLES = ("MLFLOW_TRACKING_URI", "DMLSWEEP_OPTUNA_STORAGE")
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 600, env: dict[str, str] | None = None
-            ) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``python sweeps/launch.py ARGS`` as a user would.
 
     The CLI reads its database URLs from the environment, so those variables are not
@@ -31,6 +44,9 @@ def run_cli(*args: str, cwd: Path, timeout: float = 600, env: dict[str, str] | N
     inherited = {k: v for k, v in os.environ.items() if k not in CLI_URL_VARIABLES}
     return subprocess.run(
         [sys.executable, str(REPO_ROOT / "sweeps" / "launch.py"), *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**inherited, **(env or {})},
     )

@@ -49,6 +49,11 @@ class PruneAwareOptunaSearch(OptunaSearch):
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         ot_trial = self._ot_trials[trial_id]
+        if self._told(ot_trial):
+            # A resumed sweep re-runs a trial whose end its dead driver had already told Optuna
+            # (Tune's saved state still had it RUNNING): what Optuna heard stands.
+            self._completed_trials.add(trial_id)
+            return
         state = final_state(result, error=error, max_epochs=self._max_epochs)
         value = result.get(self.metric) if result else None
         if state is TrialState.COMPLETE and value is None:
@@ -65,8 +70,21 @@ class PruneAwareOptunaSearch(OptunaSearch):
             )
         except Exception as exc:  # e.g. a NaN value; the trial must not stay RUNNING
             logger.warning("optuna: could not tell trial %s (%s); marking it FAIL", trial_id, exc)
-            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+            if not self._told(ot_trial):
+                self._ot_study.tell(ot_trial, state=TrialState.FAIL)
         self._completed_trials.add(trial_id)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        try:
+            super().on_trial_result(trial_id, result)
+        except (RuntimeError, ValueError):
+            # A finished trial re-run on resume: Optuna takes no more reports for it.
+            if not self._told(self._ot_trials[trial_id]):
+                raise
+
+    @staticmethod
+    def _told(ot_trial: optuna.Trial) -> bool:
+        return ot_trial.storage.get_trial(ot_trial._trial_id).state.is_finished()
 
 
 __all__ = ["PruneAwareOptunaSearch", "final_state", "optuna"]

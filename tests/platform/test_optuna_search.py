@@ -21,8 +21,14 @@ def make(cls: type = PruneAwareOptunaSearch) -> OptunaSearch:
     return cls(space=space, metric="val/score", mode="max", seed=0, **kwargs)
 
 
-def run_trial(search: OptunaSearch, trial_id: str, *, epochs: int, error: bool = False,
-              stopped_by_scheduler: bool = True) -> None:
+def run_trial(
+    search: OptunaSearch,
+    trial_id: str,
+    *,
+    epochs: int,
+    error: bool = False,
+    stopped_by_scheduler: bool = True,
+) -> None:
     """Replay what Tune's controller does: every result but a STOP result goes to
     ``on_trial_result``; the last result goes to ``on_trial_complete``."""
     assert search.suggest(trial_id) is not None
@@ -78,7 +84,10 @@ def test_mixed_sweep_leaves_nothing_running() -> None:
     run_trial(search, "c", epochs=3, error=True)
     run_trial(search, "d", epochs=MAX_EPOCHS)  # ASHA stops at max_t: complete all the same
     assert states(search) == [
-        TrialState.PRUNED, TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE
+        TrialState.PRUNED,
+        TrialState.COMPLETE,
+        TrialState.FAIL,
+        TrialState.COMPLETE,
     ]
 
 
@@ -93,3 +102,24 @@ def test_mixed_sweep_leaves_nothing_running() -> None:
 )
 def test_final_state_rule(result: dict | None, error: bool, expected: TrialState) -> None:
     assert final_state(result, error=error, max_epochs=4) is expected
+
+
+@pytest.mark.parametrize("first_epochs", [2, MAX_EPOCHS])
+def test_trial_told_by_a_dead_driver_keeps_what_optuna_heard(first_epochs: int) -> None:
+    """On resume Tune re-runs a trial whose end the dead driver had already told Optuna (its
+    saved state still said RUNNING), from its last checkpoint: the later reports and the second
+    ending neither raise nor change Optuna's record."""
+    search = make()
+    run_trial(search, "a", epochs=first_epochs, stopped_by_scheduler=first_epochs < MAX_EPOCHS)
+    (before,) = search._ot_study.get_trials()
+    search._completed_trials.discard("a")  # the resumed searcher's view of trial "a"
+    for epoch in range(first_epochs + 1, MAX_EPOCHS + 1):
+        search.on_trial_result("a", {"val/score": 9.9, "training_iteration": epoch})
+    search.on_trial_complete("a", result={"val/score": 9.9, "training_iteration": MAX_EPOCHS})
+    (after,) = search._ot_study.get_trials()
+    assert (after.state, after.value, after.intermediate_values) == (
+        before.state,
+        before.value,
+        before.intermediate_values,
+    )
+    assert "a" in search._completed_trials

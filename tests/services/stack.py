@@ -26,14 +26,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from support import REPO_ROOT, VENV_BIN, free_port
+from support import REPO_ROOT, VENV_BIN, free_port, http_ok
 
 from dmlsweep.remote_storage import RemoteStorage
 
@@ -377,14 +375,6 @@ class MlflowServer:
     log: Path
 
 
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
-
-
 def start_mlflow(
     *,
     root: Path,
@@ -431,7 +421,7 @@ def start_mlflow(
     process = _popen(cmd, log=log, env=env)
     url = f"http://127.0.0.1:{port}"
     _wait_until(
-        lambda: _http_ok(f"{url}/health"),
+        lambda: http_ok(f"{url}/health"),
         name=f"{name} server",
         log=log,
         process=process,
