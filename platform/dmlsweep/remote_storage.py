@@ -152,7 +152,7 @@ class RemoteStorage:
             kwargs["secret_key"] = self.secret_access_key
         return fs.S3FileSystem(**kwargs)
 
-    def boto3_client(self) -> Any:
+    def boto3_client(self, *, connect_timeout: float = 60) -> Any:
         """A boto3 S3 client with these settings (path-style addressing for custom endpoints)."""
         import boto3
         from botocore.config import Config
@@ -164,8 +164,40 @@ class RemoteStorage:
             aws_access_key_id=self.access_key_id,
             aws_secret_access_key=self.secret_access_key,
             region_name=self.region,
-            config=Config(s3={"addressing_style": addressing}, retries={"max_attempts": 3}),
+            config=Config(
+                s3={"addressing_style": addressing},
+                retries={"max_attempts": 3},
+                connect_timeout=connect_timeout,
+            ),
         )
+
+    def check_access(self) -> None:
+        """Refuse, before anything is written, a bucket these credentials cannot write to:
+        wrong keys, a missing bucket or an unreachable endpoint. Writes and deletes one small
+        object (a read-only key would otherwise pass and fail at the first checkpoint)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        where = f"bucket {self.bucket!r} at {self.endpoint_url or 'AWS S3'}"
+        client = self.boto3_client(connect_timeout=10)
+        probe = ".dmlsweep-access-check"
+        try:
+            # Some stores (SeaweedFS) create a missing bucket on the first write: a mistyped
+            # name must not become a new bucket.
+            client.head_bucket(Bucket=self.bucket)
+            client.put_object(Bucket=self.bucket, Key=probe, Body=b"")
+            client.delete_object(Bucket=self.bucket, Key=probe)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchBucket", "404", "NotFound"):
+                raise RemoteStorageError(f"S3: no {where} (DMLSWEEP_S3_BUCKET)") from exc
+            if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"):
+                raise RemoteStorageError(
+                    f"S3: the credentials were refused by {where} ({code}): check "
+                    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                ) from exc
+            raise RemoteStorageError(f"S3: cannot write to {where}: {code or exc}") from exc
+        except BotoCoreError as exc:
+            raise RemoteStorageError(f"S3: cannot reach {where}: {exc}") from exc
 
     def mlflow_env(self) -> dict[str, str]:
         """The environment variables MLflow's S3 artifact repository (boto3) reads.

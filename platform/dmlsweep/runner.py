@@ -575,6 +575,7 @@ def _tune_storage(runs_dir: Path) -> dict[str, Any]:
     from dmlsweep.remote_storage import RemoteStorage
 
     remote = RemoteStorage.from_env()
+    remote.check_access()
     return {
         "storage_path": remote.storage_path("ray"),
         # Keys come from each process's environment (see _init_ray), never from the pickle.

@@ -18,6 +18,7 @@ import psycopg2
 import pytest
 import torch
 from services.stack import ServiceStack, start_mlflow_with_auth, stop_mlflow
+from support import run_cli
 
 from dmlsweep.remote_storage import RemoteStorage
 
@@ -273,3 +274,38 @@ def test_basic_auth_config_from_infra(service_stack: ServiceStack, tmp_path: Pat
     finally:
         stop_mlflow(server)
         shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"AWS_SECRET_ACCESS_KEY": "wrong-secret-0x5f"}, ["credentials were refused", "AWS_"]),
+        ({"DMLSWEEP_S3_BUCKET": "no-such-bucket-dmlsweep"}, ["no bucket", "no-such-bucket"]),
+    ],
+    ids=["wrong-credentials", "missing-bucket"],
+)
+def test_sweep_with_unusable_s3_is_refused_before_anything_starts(
+    service_stack: ServiceStack, tmp_path: Path, change: dict[str, str], words: list[str]
+) -> None:
+    """Tune's results go to the bucket: keys it refuses, or a bucket that is not there, stop
+    the sweep at once with a message naming them (never the secret), and nothing is written."""
+    storage = service_stack.storage
+    env = {
+        "DMLSWEEP_S3_BUCKET": storage.bucket,
+        "DMLSWEEP_S3_ENDPOINT_URL": str(storage.endpoint_url),
+        "AWS_ACCESS_KEY_ID": str(storage.access_key_id),
+        "AWS_SECRET_ACCESS_KEY": str(storage.secret_access_key),
+        **change,
+    }
+    runs_dir = tmp_path / "runs"
+    proc = run_cli(
+        "--space", "quadratic", "--num-samples", "1", "--runs-dir", str(runs_dir),
+        cwd=tmp_path, env=env, timeout=120,
+    )  # fmt: skip
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output[-3000:]
+    for word in words:
+        assert word in output, output[-3000:]
+    assert "Traceback" not in output
+    assert env["AWS_SECRET_ACCESS_KEY"] not in output
+    assert not runs_dir.exists()
