@@ -38,8 +38,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    common = {"max_epochs": args.epochs, "noise": "symmetric", "noise_rate": 0.4,
-              "lr": 1e-3, "embedding_size": 32}
+    common = {
+        "max_epochs": args.epochs,
+        "noise": "symmetric",
+        "noise_rate": 0.4,
+        "lr": 1e-3,
+        "embedding_size": 32,
+    }
     arms = {
         "MS (baseline)": (baseline.train, {}),
         "AHSML (MS base)": (ahsml.train, {}),
@@ -48,8 +53,11 @@ def main() -> None:
     print(f"40% symmetric noise, {args.epochs} epochs, seeds 0..{args.seeds - 1}")
     for name, (train, extra) in arms.items():
         values = [best_map_at_r(train, {**common, **extra, "seed": s}) for s in range(args.seeds)]
-        print(f"{name:18s} val MAP@R {statistics.mean(values):.4f} +- "
-              f"{statistics.stdev(values):.4f}   {[round(v, 3) for v in values]}", flush=True)
+        print(
+            f"{name:18s} val MAP@R {statistics.mean(values):.4f} +- "
+            f"{statistics.stdev(values):.4f}   {[round(v, 3) for v in values]}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ def main() -> None:
         tic = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, str(ROOT / "sweeps" / "launch.py"), "--space", args.space],
-            cwd=workdir, capture_output=True, text=True,
+            cwd=workdir,
+            capture_output=True,
+            text=True,
         )
         seconds = time.perf_counter() - tic
     if proc.returncode != 0:

@@ -38,12 +38,22 @@ def bare(trials: int, max_epochs: int, storage: Path) -> float:
     tuner = tune.Tuner(
         tune.with_resources(train, {"cpu": 1}),
         tune_config=tune.TuneConfig(
-            metric="val/score", mode="max", num_samples=trials, reuse_actors=True,
-            search_alg=OptunaSearch(space=partial(quadratic_space, max_epochs=max_epochs), metric="val/score", mode="max", seed=0),
+            metric="val/score",
+            mode="max",
+            num_samples=trials,
+            reuse_actors=True,
+            search_alg=OptunaSearch(
+                space=partial(quadratic_space, max_epochs=max_epochs),
+                metric="val/score",
+                mode="max",
+                seed=0,
+            ),
             scheduler=ASHAScheduler(max_t=max_epochs, grace_period=1, reduction_factor=2),
         ),
         run_config=tune.RunConfig(
-            name="bare", storage_path=str(storage), verbose=0,
+            name="bare",
+            storage_path=str(storage),
+            verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
     )
@@ -56,8 +66,15 @@ def platform(trials: int, max_epochs: int, runs_dir: Path, name: str) -> float:
     from dmlsweep.runner import SweepOptions, run_sweep
 
     tic = time.perf_counter()
-    run_sweep(SweepOptions(space="quadratic", num_samples=trials, max_epochs=max_epochs,
-                           runs_dir=runs_dir, name=name))
+    run_sweep(
+        SweepOptions(
+            space="quadratic",
+            num_samples=trials,
+            max_epochs=max_epochs,
+            runs_dir=runs_dir,
+            name=name,
+        )
+    )
     return time.perf_counter() - tic
 
 

@@ -28,7 +28,9 @@ def _compose(
     *args: str, cwd: Path = REPO_ROOT, env_file: Path = ENV_EXAMPLE
 ) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("docker-compose")
-    assert binary, "docker-compose not found: run infra/local/install-test-deps.sh (Debian docker-compose)"
+    assert binary, (
+        "docker-compose not found: run infra/local/install-test-deps.sh (Debian docker-compose)"
+    )
     return subprocess.run(
         [binary, "--env-file", str(env_file), "-f", str(COMPOSE), *args],
         cwd=cwd,

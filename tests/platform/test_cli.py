@@ -19,8 +19,9 @@ def test_help_imports_no_heavy_library() -> None:
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         f"print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules])"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=REPO_ROOT).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT
+    ).stdout
     assert "--space" in out and "--gpus-per-trial" in out
     assert "HEAVY []" in out
 
@@ -59,7 +60,9 @@ def test_unknown_space_and_objective(tmp_path: Path) -> None:
     proc = run_cli("--space", "nope", cwd=tmp_path)
     assert proc.returncode == 2 and "unknown space 'nope'" in proc.stderr
     space = tmp_path / "s.yaml"
-    space.write_text("objective: ghost\nmetric: m\nmode: max\nparameters: {x: {type: float, low: 0, high: 1}}\n")
+    space.write_text(
+        "objective: ghost\nmetric: m\nmode: max\nparameters: {x: {type: float, low: 0, high: 1}}\n"
+    )
     proc = run_cli("--space", str(space), cwd=tmp_path)
     assert proc.returncode == 2 and "unknown objective 'ghost'" in proc.stderr
 

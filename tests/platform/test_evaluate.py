@@ -24,8 +24,12 @@ def test_evaluate_logs_test_metrics_to_the_run(tmp_path: Path) -> None:
         client.log_param(run.info.run_id, key, value)
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run(run_id=run.info.run_id):
-        mlflow.pytorch.log_model(objective.build_model(config), name="model",
-                                 serialization_format="pickle", pip_requirements=["torch"])
+        mlflow.pytorch.log_model(
+            objective.build_model(config),
+            name="model",
+            serialization_format="pickle",
+            pip_requirements=["torch"],
+        )
     metrics = evaluate_run(run.info.run_id, tracking_uri=uri)
     logged = client.get_run(run.info.run_id).data.metrics
     for key in ("test/map_all", "test/map_all_per_class", "test/prec_100", "test/binary_map_all"):

@@ -51,13 +51,23 @@ def test_logged_statistics_equal_a_direct_computation(tmp_path: Path) -> None:
     parent = client.create_run(experiment, run_name="sweep").info.run_id
     rng = np.random.default_rng(0)
     reps = [
-        Reproduction(rank=rank, seed=seed, metrics={"test/map_at_r": float(rng.random()),
-                                                    "val/map_at_r": float(rng.random())})
-        for rank in (1, 2) for seed in (1, 2, 3)
+        Reproduction(
+            rank=rank,
+            seed=seed,
+            metrics={"test/map_at_r": float(rng.random()), "val/map_at_r": float(rng.random())},
+        )
+        for rank in (1, 2)
+        for seed in (1, 2, 3)
     ]
     configs = [{"lr": 0.1, "objective": "baseline"}, {"lr": 0.01, "objective": "baseline"}]
-    log_reproductions(client=client, experiment_id=experiment, parent_run_id=parent,
-                      sweep_name="sweep", reproductions=reps, configs=configs)
+    log_reproductions(
+        client=client,
+        experiment_id=experiment,
+        parent_run_id=parent,
+        sweep_name="sweep",
+        reproductions=reps,
+        configs=configs,
+    )
 
     logged = client.get_run(parent).data.metrics
     for rank, prefix in ((1, "repro"), (2, "repro/rank2")):
@@ -77,8 +87,9 @@ def test_logged_statistics_equal_a_direct_computation(tmp_path: Path) -> None:
 
 
 def test_table_has_a_row_per_configuration() -> None:
-    table = reproduction_table({1: {"test/a": summarize([0.1, 0.3])},
-                                2: {"test/a": summarize([0.2, 0.2])}})
+    table = reproduction_table(
+        {1: {"test/a": summarize([0.1, 0.3])}, 2: {"test/a": summarize([0.2, 0.2])}}
+    )
     lines = table.splitlines()
     assert lines[0].split() == ["config", "test/a"]
     assert lines[2].startswith("#1") and "0.2000 ± 0.1414" in lines[2]

@@ -1,4 +1,5 @@
-"""Space files: valid ones parse and sample correctly; each class of bad input names file and key."""
+"""Space files: valid ones parse and sample correctly; each class of bad input names the file
+and the key."""
 
 from __future__ import annotations
 
@@ -31,7 +32,11 @@ VALID = {
         "size": {"type": "int", "low": 16, "high": 128, "step": 16, "default": 64},
         "hyperbolic": {"type": "categorical", "choices": [True, False], "default": True},
         "curvature": {
-            "type": "float", "low": 1e-3, "high": 1.0, "log": True, "default": 0.1,
+            "type": "float",
+            "low": 1e-3,
+            "high": 1.0,
+            "log": True,
+            "default": 0.1,
             "when": {"hyperbolic": True},
         },
     },
@@ -52,8 +57,11 @@ def test_valid_space_parses_into_typed_parameters(tmp_path: Path) -> None:
     space = load_space(str(write(tmp_path, VALID)), known_objectives=list(OBJECTIVES))
     kinds = {p.name: type(p) for p in space.parameters}
     assert kinds == {
-        "lr": FloatParam, "margin": FloatParam, "size": IntParam,
-        "hyperbolic": CategoricalParam, "curvature": FloatParam,
+        "lr": FloatParam,
+        "margin": FloatParam,
+        "size": IntParam,
+        "hyperbolic": CategoricalParam,
+        "curvature": FloatParam,
     }
     assert [p.name for p in space.parameters] == list(VALID["parameters"])  # file order kept
     assert space.settings == {"max_epochs": 3}
@@ -134,17 +142,26 @@ INVALID = [
     (_with(parameters__lr__type="real"), ["parameters.lr.type", "'real'", "categorical"]),
     (_with(parameters__lr__low=1.0), ["parameters.lr", "low (1.0) must be < high (0.1)"]),
     (_with(parameters__margin__low=0.5), ["parameters.margin", "low (0.5) must be < high (0.5)"]),
-    (_with(parameters__size__low=0, parameters__size__log=True, parameters__size__step=_DELETE),
-     ["parameters.size.low", "log scale needs low > 0"]),
+    (
+        _with(parameters__size__low=0, parameters__size__log=True, parameters__size__step=_DELETE),
+        ["parameters.size.low", "log scale needs low > 0"],
+    ),
     (_with(parameters__lr__low=-1.0), ["parameters.lr.low", "log scale needs low > 0"]),
     (_with(parameters__hyperbolic__choices=[]), ["parameters.hyperbolic.choices", "non-empty"]),
-    (_with(parameters__curvature__when={"manifold": "ball"}),
-     ["parameters.curvature.when.manifold", "unknown parameter 'manifold'"]),
-    (_with(parameters__lr__when={"curvature": 0.1}),  # declared below: no forward references
-     ["parameters.lr.when.curvature", "declared above"]),
+    (
+        _with(parameters__curvature__when={"manifold": "ball"}),
+        ["parameters.curvature.when.manifold", "unknown parameter 'manifold'"],
+    ),
+    (
+        _with(parameters__lr__when={"curvature": 0.1}),  # declared below: no forward references
+        ["parameters.lr.when.curvature", "declared above"],
+    ),
     (_with(parameters__lr__scale="log"), ["parameters.lr.scale", "unknown key"]),
     (_with(parameters__lr__default=5.0), ["parameters.lr.default", "outside"]),
-    (_with(parameters__hyperbolic__default="maybe"), ["parameters.hyperbolic.default", "not one of"]),
+    (
+        _with(parameters__hyperbolic__default="maybe"),
+        ["parameters.hyperbolic.default", "not one of"],
+    ),
     (_with(parameters__size__low=1.5), ["parameters.size.low", "must be an integer"]),
     (_with(parameters__margin__high="big"), ["parameters.margin.high", "must be a number"]),
     (_with(parameters__margin__step=-0.1), ["parameters.margin.step", "positive"]),
@@ -155,7 +172,9 @@ INVALID = [
 
 
 @pytest.mark.parametrize(("doc", "words"), INVALID, ids=[w[0] + "/" + w[1] for _, w in INVALID])
-def test_invalid_space_names_file_key_and_allowed(doc: object, words: list[str], tmp_path: Path) -> None:
+def test_invalid_space_names_file_key_and_allowed(
+    doc: object, words: list[str], tmp_path: Path
+) -> None:
     path = write(tmp_path, doc, "broken.yaml")
     with pytest.raises(SpaceError) as info:
         load_space(str(path), known_objectives=list(OBJECTIVES))

@@ -57,8 +57,12 @@ def test_pbt_refuses_conditional_parameters() -> None:
 
 def test_samplers_and_schedulers_are_the_named_ones() -> None:
     space = load_space("quadratic")
-    expected = {"tpe": optuna.samplers.TPESampler, "gp": optuna.samplers.GPSampler,
-                "cmaes": optuna.samplers.CmaEsSampler, "random": optuna.samplers.RandomSampler}
+    expected = {
+        "tpe": optuna.samplers.TPESampler,
+        "gp": optuna.samplers.GPSampler,
+        "cmaes": optuna.samplers.CmaEsSampler,
+        "random": optuna.samplers.RandomSampler,
+    }
     for name, cls in expected.items():
         assert isinstance(build_sampler(resolve_strategy(space, searcher=name), seed=0), cls)
     expected_schedulers = {
@@ -69,8 +73,9 @@ def test_samplers_and_schedulers_are_the_named_ones() -> None:
         "pbt": tune.schedulers.PopulationBasedTraining,
     }
     for name, cls in expected_schedulers.items():
-        scheduler = build_scheduler(resolve_strategy(space, scheduler=name), space=space,
-                                    max_epochs=4)
+        scheduler = build_scheduler(
+            resolve_strategy(space, scheduler=name), space=space, max_epochs=4
+        )
         assert type(scheduler) is cls
 
 
@@ -89,20 +94,38 @@ def test_tune_domains_keep_the_space_bounds(tmp_path: Path) -> None:
     assert {s["c"] for s in samples} == {"x", "y"}
 
 
-def sweep(tmp_path: Path, ray_address: str, *, space: str = "quadratic", num_samples: int = 6,
-          **kwargs: object):
-    options = SweepOptions(space=space, num_samples=num_samples, runs_dir=tmp_path / "runs",
-                           address=ray_address, models_top_k=0, **kwargs)
+def sweep(
+    tmp_path: Path,
+    ray_address: str,
+    *,
+    space: str = "quadratic",
+    num_samples: int = 6,
+    **kwargs: object,
+):
+    options = SweepOptions(
+        space=space,
+        num_samples=num_samples,
+        runs_dir=tmp_path / "runs",
+        address=ray_address,
+        models_top_k=0,
+        **kwargs,
+    )
     return run_sweep(options)
 
 
 @pytest.mark.parametrize(
     ("searcher", "scheduler"),
-    [("gp", "asha"), ("cmaes", "asha"), ("random", "fifo"), ("tpe", "hyperband"),
-     ("tpe", "median")],
+    [
+        ("gp", "asha"),
+        ("cmaes", "asha"),
+        ("random", "fifo"),
+        ("tpe", "hyperband"),
+        ("tpe", "median"),
+    ],
 )
-def test_each_strategy_runs_a_sweep(tmp_path: Path, ray_address: str, searcher: str,
-                                    scheduler: str) -> None:
+def test_each_strategy_runs_a_sweep(
+    tmp_path: Path, ray_address: str, searcher: str, scheduler: str
+) -> None:
     outcome = sweep(tmp_path, ray_address, searcher=searcher, scheduler=scheduler)
     study = optuna.load_study(study_name=outcome.study_name, storage=outcome.storage)
     assert len(study.trials) == 6
@@ -115,8 +138,7 @@ def test_each_strategy_runs_a_sweep(tmp_path: Path, ray_address: str, searcher: 
         assert {r["state"] for r in outcome.trials} == {"COMPLETE"}
 
 
-def test_population_based_training_mutates_running_trials(tmp_path: Path,
-                                                          ray_address: str) -> None:
+def test_population_based_training_mutates_running_trials(tmp_path: Path, ray_address: str) -> None:
     path = space_with(tmp_path, "scheduler: {algorithm: pbt, perturbation_interval: 1}\n")
     outcome = sweep(tmp_path, ray_address, space=str(path), num_samples=4, max_epochs=6)
     assert outcome.study_name is None  # no searcher beside PBT

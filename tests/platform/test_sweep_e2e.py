@@ -31,8 +31,17 @@ def sweep_records(runs_dir: Path, space: str) -> tuple[list, list, optuna.Study]
 def baseline_sweep(ray_address: str, tmp_path_factory: pytest.TempPathFactory):
     workdir = tmp_path_factory.mktemp("baseline-sweep")
     proc = run_cli(
-        "--space", "baseline", "--num-samples", "8", "--address", ray_address,
-        "--name", "e2e-baseline", "--reproductions", "2", cwd=workdir,
+        "--space",
+        "baseline",
+        "--num-samples",
+        "8",
+        "--address",
+        ray_address,
+        "--name",
+        "e2e-baseline",
+        "--reproductions",
+        "2",
+        cwd=workdir,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return workdir / "dmlsweep-runs", proc.stdout
@@ -81,8 +90,11 @@ def test_statuses_agree_across_ray_optuna_and_mlflow(baseline_sweep) -> None:
     assert sorted(STATUS_OF_STATE[s] for s in states) == sorted(c.info.status for c in children)
     for child in children:
         assert STATUS_OF_STATE[child.data.tags["dmlsweep.state"]] == child.info.status
-        epochs = len(MlflowClient(f"sqlite:///{runs_dir / 'mlflow.db'}").get_metric_history(
-            child.info.run_id, "train/loss"))
+        epochs = len(
+            MlflowClient(f"sqlite:///{runs_dir / 'mlflow.db'}").get_metric_history(
+                child.info.run_id, "train/loss"
+            )
+        )
         assert (epochs == 6) == (child.info.status == "FINISHED")
     # Optuna's PRUNED trials carry their intermediate values.
     for trial in study.trials:
@@ -100,7 +112,8 @@ def test_best_trials_have_model_artifacts(baseline_sweep) -> None:
     client = MlflowClient(f"sqlite:///{runs_dir / 'mlflow.db'}")
     finished = sorted(
         (c for c in children if c.info.status == "FINISHED"),
-        key=lambda c: c.data.metrics["val/map_at_r"], reverse=True,
+        key=lambda c: c.data.metrics["val/map_at_r"],
+        reverse=True,
     )
     models = client.search_logged_models(experiment_ids=[parents[0].info.experiment_id])
     by_run = {m.source_run_id: m for m in models}
@@ -134,7 +147,8 @@ def test_analysis_artifacts_cover_the_searched_parameters(baseline_sweep) -> Non
     for plot in ("optimization_history", "parallel_coordinate", "slice", "param_importances"):
         assert {f"{plot}.html", f"{plot}.png"} <= names
     path = mlflow.artifacts.download_artifacts(
-        run_id=parent, artifact_path="analysis/importance.json",
+        run_id=parent,
+        artifact_path="analysis/importance.json",
         tracking_uri=f"sqlite:///{runs_dir / 'mlflow.db'}",
     )
     importance = json.loads(Path(path).read_text())
@@ -152,8 +166,7 @@ def test_reproductions_summarise_fresh_seed_test_runs(baseline_sweep) -> None:
     parents, children, _ = sweep_records(runs_dir, "baseline")
     parent = parents[0]
     client = MlflowClient(f"sqlite:///{runs_dir / 'mlflow.db'}")
-    reps = client.search_runs([parent.info.experiment_id],
-                              "tags.`dmlsweep.role` = 'reproduction'")
+    reps = client.search_runs([parent.info.experiment_id], "tags.`dmlsweep.role` = 'reproduction'")
     assert len(reps) == 2
     best = parent.data.tags["dmlsweep.best_run_id"]
     best_params = next(c for c in children if c.info.run_id == best).data.params
@@ -162,8 +175,7 @@ def test_reproductions_summarise_fresh_seed_test_runs(baseline_sweep) -> None:
     for rep in reps:  # the best configuration, re-trained with another seed
         assert rep.data.params["lr"] == best_params["lr"]
     values = np.array([r.data.metrics["test/map_at_r"] for r in reps])
-    low, high = scipy.stats.t.interval(0.95, df=1, loc=values.mean(),
-                                       scale=scipy.stats.sem(values))
+    low, high = scipy.stats.t.interval(0.95, df=1, loc=values.mean(), scale=scipy.stats.sem(values))
     metrics = parent.data.metrics
     assert metrics["repro/test/map_at_r/mean"] == pytest.approx(values.mean())
     assert metrics["repro/test/map_at_r/ci95_low"] == pytest.approx(low)
