@@ -61,17 +61,17 @@ class PruneAwareOptunaSearch(OptunaSearch):
             state = TrialState.FAIL
         if state is TrialState.PRUNED and value is not None:
             # The scheduler's stopping result never reaches on_trial_result.
-            step = result[TRAINING_ITERATION]
+            step = result[TRAINING_ITERATION]  # type: ignore[index]  # value is not None
             if step not in ot_trial.storage.get_trial(ot_trial._trial_id).intermediate_values:
                 ot_trial.report(value, step)
+        study = self._ot_study
+        assert study is not None  # set by OptunaSearch's __init__/set_search_properties
         try:
-            self._ot_study.tell(
-                ot_trial, value if state is TrialState.COMPLETE else None, state=state
-            )
+            study.tell(ot_trial, value if state is TrialState.COMPLETE else None, state=state)
         except Exception as exc:  # e.g. a NaN value; the trial must not stay RUNNING
             logger.warning("optuna: could not tell trial %s (%s); marking it FAIL", trial_id, exc)
             if not self._told(ot_trial):
-                self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+                study.tell(ot_trial, state=TrialState.FAIL)
         self._completed_trials.add(trial_id)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:

@@ -100,7 +100,9 @@ def run_reproductions(
         ),
     )
     out = []
-    for result in tuner.fit():
+    fitted = tuner.fit()
+    results: list[Any] = [fitted[i] for i in range(len(fitted))]  # ResultGrid: not typed iterable
+    for result in results:
         config = result.config["reproduction"]
         if result.error is not None:
             raise DmlsweepError(

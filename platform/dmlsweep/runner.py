@@ -113,6 +113,7 @@ def resolve_space(options: SweepOptions) -> tuple[SearchSpace, int]:
     from trainables.registry import OBJECTIVES
 
     space = load_space(options.space, known_objectives=list(OBJECTIVES))
+    max_epochs: Any
     if options.max_epochs is not None:
         max_epochs, source = options.max_epochs, "--max-epochs"
     elif "max_epochs" in options.extra_settings:
@@ -382,7 +383,8 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
                 failure_config=tune.FailureConfig(max_failures=options.max_retries),
             ),
         )
-    results = tuner.fit()
+    fitted = tuner.fit()
+    results: list[Any] = [fitted[i] for i in range(len(fitted))]  # ResultGrid: not typed iterable
     if storage is not None:
         _fail_lost_optuna_trials(storage, study_name=name)
         _log_analysis(storage, study_name=name, space=space, tracking=tracking)

@@ -347,8 +347,9 @@ def _parse_param(name: str, spec: Any, *, declared: list[str], fail: Any) -> Par
             name=name, default=default, when=when, low=low, high=high, log=log, step=step
         )
     return IntParam(
-        name=name, default=default, when=when, low=low, high=high, log=log, step=step or 1
-    )
+        name=name, default=default, when=when, low=int(low), high=int(high), log=log,
+        step=int(step or 1),
+    )  # fmt: skip
 
 
 def _parse_when(

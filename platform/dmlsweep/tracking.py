@@ -155,7 +155,7 @@ class MlflowTracking(Callback):
         return self.parent_run_id
 
     # -- Tune hooks ---------------------------------------------------------------------------
-    def setup(self, **info: Any) -> None:
+    def setup(self, **info: Any) -> None:  # type: ignore[override]  # Tune passes keywords
         """Also runs when a resumed sweep starts: adopt the trials' existing child runs."""
         self.adopt_child_runs()
 
@@ -312,6 +312,7 @@ class MlflowTracking(Callback):
                 if f"best/{k}" not in self._logged_parent_params()
             ]
         self._fail_lost_runs(trials)
+        assert self.parent_run_id is not None  # start_sweep ran
         self.client.log_batch(self.parent_run_id, metrics=metrics, params=params, tags=tags)
         self.client.set_terminated(self.parent_run_id, "FINISHED")
         self._pool.shutdown(wait=True)
@@ -351,6 +352,7 @@ class MlflowTracking(Callback):
         self._pending.clear()
 
     def _logged_parent_params(self) -> set[str]:
+        assert self.parent_run_id is not None
         return set(self.client.get_run(self.parent_run_id).data.params)
 
     def _submit(self, fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> None:
