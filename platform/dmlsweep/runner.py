@@ -375,17 +375,16 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
                 **tune_storage,
                 verbose=0,
                 callbacks=[tracking, progress],
-                # Tune forces an experiment-state snapshot each time a trial has saved
-                # num_to_keep checkpoints: 2 halves those of 1 (a resume may redo one epoch).
                 # PBT restarts a trial from another's checkpoint, which must outlive the
-                # owner's next few epochs.
+                # owner's next few epochs; otherwise only the latest one is ever read.
                 checkpoint_config=tune.CheckpointConfig(
-                    num_to_keep=2 if strategy.uses_optuna else 4
+                    num_to_keep=1 if strategy.uses_optuna else 4
                 ),
                 failure_config=tune.FailureConfig(max_failures=options.max_retries),
             ),
         )
-    # Those forced snapshots are expected here; Tune's warning about each would flood the
+    # Tune snapshots the experiment state after every checkpoint (num_to_keep=1 forces it, so
+    # the state never names a deleted checkpoint); its warning about each would flood the
     # console of every sweep of short epochs.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     fitted = tuner.fit()
