@@ -7,9 +7,31 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
+
+
+DELETE = object()  # as a value in ``edited``: remove the key
+
+
+def edited(document: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """A deep copy of a YAML-like ``document`` with ``a__b=value`` changes applied: ``a__b``
+    is the key path (``document["a"]["b"]``); the value ``DELETE`` removes the key."""
+    import copy
+
+    doc = copy.deepcopy(document)
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split("__")
+        node = doc
+        for key in parents:
+            node = node[key]
+        if value is DELETE:
+            del node[leaf]
+        else:
+            node[leaf] = value
+    return doc
 
 
 def http_ok(url: str) -> bool:

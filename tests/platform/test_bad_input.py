@@ -23,7 +23,7 @@ import pytest
 import yaml
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
-from support import run_cli
+from support import DELETE, edited, run_cli
 
 pytestmark = pytest.mark.ray
 
@@ -47,25 +47,15 @@ QUADRATIC: dict[str, Any] = {
 
 
 def _changed(**changes: Any) -> dict[str, Any]:
-    """The valid quadratic space with ``a__b=value`` changes (``None`` deletes the key)."""
-    doc = yaml.safe_load(yaml.safe_dump(QUADRATIC, sort_keys=False))
-    for dotted, value in changes.items():
-        *parents, leaf = dotted.split("__")
-        node = doc
-        for key in parents:
-            node = node[key]
-        if value is None:
-            del node[leaf]
-        else:
-            node[leaf] = value
-    return doc
+    """The valid quadratic space with ``a__b=value`` changes (see ``support.edited``)."""
+    return edited(QUADRATIC, **changes)
 
 
 # name -> space file text (a string is written as is), and words the message must contain
 BAD_SPACES: dict[str, tuple[Any, list[str]]] = {
     "yaml-syntax": ("objective: [unclosed\nmetric: m\n", ["not valid YAML"]),
     "not-a-mapping": ("- objective\n- quadratic\n", ["<top level>", "mapping"]),
-    "missing-key": (_changed(metric=None), ["metric", "missing"]),
+    "missing-key": (_changed(metric=DELETE), ["metric", "missing"]),
     "unknown-key": (_changed(colour="red"), ["colour", "unknown key"]),
     "bad-type": (_changed(parameters__x__type="real"), ["parameters.x.type", "'real'"]),
     "low-above-high": (

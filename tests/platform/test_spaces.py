@@ -8,6 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from support import DELETE, edited
 
 from dmlsweep.errors import SpaceError
 from dmlsweep.spaces import (
@@ -117,33 +118,21 @@ def test_repository_spaces_are_valid() -> None:
 
 
 def _with(**changes: object) -> dict:
-    doc = yaml.safe_load(yaml.safe_dump(VALID, sort_keys=False))
-    for dotted, value in changes.items():
-        node = doc
-        *parents, leaf = dotted.split("__")
-        for key in parents:
-            node = node[key]
-        if value is _DELETE:
-            del node[leaf]
-        else:
-            node[leaf] = value
-    return doc
+    return edited(VALID, **changes)
 
-
-_DELETE = object()
 
 INVALID = [
     # (document, words the message must contain)
     (_with(colour="red"), ["colour", "unknown key", "allowed"]),
     (_with(objective="nope"), ["objective", "unknown objective 'nope'", "quadratic"]),
     (_with(mode="maximise"), ["mode", "'maximise'", "'max', 'min'"]),
-    (_with(metric=_DELETE), ["metric", "missing"]),
+    (_with(metric=DELETE), ["metric", "missing"]),
     (_with(parameters={}), ["parameters", "non-empty"]),
     (_with(parameters__lr__type="real"), ["parameters.lr.type", "'real'", "categorical"]),
     (_with(parameters__lr__low=1.0), ["parameters.lr", "low (1.0) must be < high (0.1)"]),
     (_with(parameters__margin__low=0.5), ["parameters.margin", "low (0.5) must be < high (0.5)"]),
     (
-        _with(parameters__size__low=0, parameters__size__log=True, parameters__size__step=_DELETE),
+        _with(parameters__size__low=0, parameters__size__log=True, parameters__size__step=DELETE),
         ["parameters.size.low", "log scale needs low > 0"],
     ),
     (_with(parameters__lr__low=-1.0), ["parameters.lr.low", "log scale needs low > 0"]),

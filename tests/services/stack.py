@@ -508,6 +508,28 @@ class ServiceStack:
     s3: Any
     stack: Stack
 
+    def query(self, database: str, sql: str, *args: Any) -> list[tuple]:
+        """The rows of ``sql`` (``%s`` placeholders bound to ``args``) in ``database``."""
+        import psycopg2
+
+        with psycopg2.connect(**self.postgres_dsn, dbname=database) as conn:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+                return cur.fetchall()
+
+    def bucket_keys(self, prefix: str) -> dict[str, int]:
+        """Key -> size of every object under ``prefix`` in the bucket."""
+        paginator = self.s3.get_paginator("list_objects_v2")
+        return {
+            obj["Key"]: obj["Size"]
+            for page in paginator.paginate(Bucket=self.storage.bucket, Prefix=prefix)
+            for obj in page.get("Contents", [])
+        }
+
+    def read_object(self, key: str) -> bytes:
+        response = self.s3.get_object(Bucket=self.storage.bucket, Key=key)
+        return bytes(response["Body"].read())
+
 
 def start_stack(root: Path | None = None) -> Stack:
     """Start PostgreSQL, SeaweedFS and MLflow (S3 and PostgreSQL side by side); see the module."""

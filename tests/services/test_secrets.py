@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 from mlflow.entities import ViewType
@@ -151,14 +151,11 @@ def test_no_secret_in_the_console(secret_sweep: SecretSweep) -> None:
 
 
 def _bucket(service_stack: ServiceStack, prefix: str) -> dict[str, bytes]:
-    s3: Any = service_stack.s3
     bucket = service_stack.storage.bucket
-    blobs: dict[str, bytes] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
-            blobs[f"s3://{bucket}/{obj['Key']}"] = bytes(body)
-    return blobs
+    return {
+        f"s3://{bucket}/{key}": service_stack.read_object(key)
+        for key in service_stack.bucket_keys(prefix)
+    }
 
 
 def test_no_secret_in_mlflow_artifacts_and_models_in_the_bucket(

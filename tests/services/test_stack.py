@@ -14,7 +14,6 @@ import boto3
 import botocore
 import botocore.config
 import botocore.exceptions
-import psycopg2
 import pytest
 import torch
 from services.stack import ServiceStack, start_mlflow_with_auth, stop_mlflow
@@ -23,22 +22,6 @@ from support import run_cli
 from dmlsweep.remote_storage import RemoteStorage
 
 pytestmark = pytest.mark.services
-
-
-def _query(service_stack: ServiceStack, database: str, sql: str, *args: Any) -> list[tuple]:
-    with psycopg2.connect(**service_stack.postgres_dsn, dbname=database) as conn:
-        with conn.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchall()
-
-
-def _keys(service_stack: ServiceStack, prefix: str) -> dict[str, int]:
-    paginator = service_stack.s3.get_paginator("list_objects_v2")
-    return {
-        obj["Key"]: obj["Size"]
-        for page in paginator.paginate(Bucket=service_stack.storage.bucket, Prefix=prefix)
-        for obj in page.get("Contents", [])
-    }
 
 
 @pytest.fixture
@@ -92,8 +75,7 @@ def test_runs_land_in_postgres_and_artifacts_in_the_bucket(
     assert parent.info.artifact_uri.startswith("mlflow-artifacts:")
 
     # PostgreSQL: the parent and its two trials, finished, trials pointing at the parent.
-    runs = _query(
-        service_stack,
+    runs = service_stack.query(
         "mlflow",
         "SELECT r.run_uuid, r.name, r.status, t.value FROM runs r LEFT JOIN tags t "
         "ON t.run_uuid = r.run_uuid AND t.key = 'mlflow.parentRunId' "
@@ -110,16 +92,14 @@ def test_runs_land_in_postgres_and_artifacts_in_the_bucket(
         parent.info.run_id,
         parent.info.run_id,
     ]
-    params = _query(
-        service_stack,
+    params = service_stack.query(
         "mlflow",
         "SELECT p.value FROM params p JOIN runs r ON r.run_uuid = p.run_uuid "
         "WHERE r.experiment_id = %s AND p.key = 'curvature' ORDER BY r.name",
         int(exp_id),
     )
     assert params == [("0.1",), ("1.0",)]
-    metrics = _query(
-        service_stack,
+    metrics = service_stack.query(
         "mlflow",
         "SELECT m.step, m.value FROM metrics m JOIN runs r "
         "ON r.run_uuid = m.run_uuid WHERE r.name = 'trial-1' "
@@ -135,7 +115,7 @@ def test_runs_land_in_postgres_and_artifacts_in_the_bucket(
         Key=f"{base}/{parent.info.run_id}/artifacts/notes/summary.txt",
     )["Body"].read()
     assert body == b"best curvature 1.0\n"
-    model_keys = _keys(service_stack, f"{base}/models/{info.model_id}/artifacts/")
+    model_keys = service_stack.bucket_keys(f"{base}/models/{info.model_id}/artifacts/")
     names = {key.rsplit("/artifacts/", 1)[1] for key in model_keys}
     assert {"MLmodel", "requirements.txt", "data/model.pth"} <= names
     mlmodel = (
@@ -184,7 +164,7 @@ def test_wrong_s3_credentials_are_rejected(service_stack: ServiceStack) -> None:
     # pyarrow (Ray Tune's side) is refused the same way.
     with pytest.raises(OSError, match="(?i)signature|denied|403"):
         wrong_secret.pyarrow_filesystem().open_output_stream(f"{bucket}/intruder.txt").close()
-    assert "intruder.txt" not in _keys(service_stack, "intruder")
+    assert "intruder.txt" not in service_stack.bucket_keys("intruder")
 
 
 def test_optuna_study_in_postgres(service_stack: ServiceStack) -> None:
@@ -203,8 +183,7 @@ def test_optuna_study_in_postgres(service_stack: ServiceStack) -> None:
     # A fresh connection sees the study, as a second sweep process would.
     again = optuna.load_study(study_name=name, storage=service_stack.optuna_storage)
     assert len(again.trials) == 3 and again.best_value == study.best_value
-    rows = _query(
-        service_stack,
+    rows = service_stack.query(
         "optuna",
         "SELECT count(*) FROM trials t JOIN studies s ON s.study_id = t.study_id "
         "WHERE s.study_name = %s AND t.state = 'COMPLETE'",
@@ -246,7 +225,7 @@ def test_tune_results_and_checkpoints_on_s3(service_stack: ServiceStack, ray_add
     )
     results = tuner.fit()
     assert results.num_errors == 0 and results.get_best_result().metrics["score"] == 4.0
-    keys = _keys(service_stack, f"ray/{name}/")
+    keys = service_stack.bucket_keys(f"ray/{name}/")
     assert any(key.endswith("/state.json") and "/checkpoint_" in key for key in keys)
     assert any(key.endswith("/result.json") for key in keys)
     assert any(key.rsplit("/", 1)[1].startswith("experiment_state") for key in keys)

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import io
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import psycopg2
 import pytest
 import torch
 import yaml
@@ -23,45 +22,21 @@ pytestmark = [pytest.mark.services, pytest.mark.ray]
 STATUS_OF_STATE = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 
 
-def _query(service_stack: ServiceStack, database: str, sql: str, *args: Any) -> list[tuple]:
-    with psycopg2.connect(**service_stack.postgres_dsn, dbname=database) as conn:
-        with conn.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchall()
-
-
-def _keys(service_stack: ServiceStack, prefix: str) -> dict[str, int]:
-    paginator = service_stack.s3.get_paginator("list_objects_v2")
-    return {
-        obj["Key"]: obj["Size"]
-        for page in paginator.paginate(Bucket=service_stack.storage.bucket, Prefix=prefix)
-        for obj in page.get("Contents", [])
-    }
-
-
-def _read(service_stack: ServiceStack, key: str) -> bytes:
-    response = service_stack.s3.get_object(Bucket=service_stack.storage.bucket, Key=key)
-    return bytes(response["Body"].read())
-
-
 def _tags(service_stack: ServiceStack, run_id: str) -> dict[str, str]:
-    rows = _query(
-        service_stack, "mlflow", "SELECT key, value FROM tags WHERE run_uuid = %s", run_id
-    )
+    rows = service_stack.query("mlflow", "SELECT key, value FROM tags WHERE run_uuid = %s", run_id)
     return dict(rows)
 
 
 def _params(service_stack: ServiceStack, run_id: str) -> dict[str, str]:
-    rows = _query(
-        service_stack, "mlflow", "SELECT key, value FROM params WHERE run_uuid = %s", run_id
+    rows = service_stack.query(
+        "mlflow", "SELECT key, value FROM params WHERE run_uuid = %s", run_id
     )
     return dict(rows)
 
 
 def _sweep_runs(service_stack: ServiceStack, sweep: StackSweep) -> tuple[tuple, list[tuple]]:
     """The parent run and its children as ``(run_uuid, name, status, experiment_id)`` rows."""
-    parents = _query(
-        service_stack,
+    parents = service_stack.query(
         "mlflow",
         "SELECT r.run_uuid, r.name, r.status, r.experiment_id FROM runs r "
         "JOIN experiments e ON e.experiment_id = r.experiment_id "
@@ -71,8 +46,7 @@ def _sweep_runs(service_stack: ServiceStack, sweep: StackSweep) -> tuple[tuple, 
         sweep.name,
     )
     assert len(parents) == 1, parents
-    children = _query(
-        service_stack,
+    children = service_stack.query(
         "mlflow",
         "SELECT r.run_uuid, r.name, r.status, r.experiment_id FROM runs r "
         "JOIN tags t ON t.run_uuid = r.run_uuid AND t.key = 'mlflow.parentRunId' "
@@ -102,8 +76,7 @@ def test_trials_are_child_runs_in_postgres(
         params = _params(service_stack, run_id)
         assert {"curvature", "tau", "lr", "embedding_size"} <= params.keys()
         assert 1e-3 <= float(params["curvature"]) <= 1.0
-        history = _query(
-            service_stack,
+        history = service_stack.query(
             "mlflow",
             "SELECT step, value FROM metrics WHERE run_uuid = %s AND key = 'val/map_at_r' "
             "ORDER BY step",
@@ -128,8 +101,7 @@ def test_secrets_stay_out_of_the_console(
 
 def _logged_models(service_stack: ServiceStack, run_ids: list[str]) -> dict[str, tuple[str, str]]:
     """source run id -> (model id, artifact location) of the models logged by these runs."""
-    rows = _query(
-        service_stack,
+    rows = service_stack.query(
         "mlflow",
         "SELECT source_run_id, model_id, artifact_location FROM logged_models "
         "WHERE source_run_id = ANY(%s)",
@@ -149,7 +121,7 @@ def _tune_trial_dirs(service_stack: ServiceStack, sweep: StackSweep) -> dict[str
     """Tune trial id -> the keys of its directory under ``ray/<sweep>/``."""
     prefix = f"ray/{sweep.name}/"
     trials: dict[str, list[str]] = {}
-    for key in _keys(service_stack, prefix):
+    for key in service_stack.bucket_keys(prefix):
         directory = key[len(prefix) :].split("/", 1)[0]
         if directory.startswith("train_") and "/" in key[len(prefix) :]:
             trials.setdefault(directory.split("_")[1], []).append(key)
@@ -170,17 +142,17 @@ def test_best_models_are_read_back_from_the_bucket(
 
     names = {
         key.rsplit("/artifacts/", 1)[1]
-        for key in _keys(service_stack, _artifact_key(service_stack, location, ""))
+        for key in service_stack.bucket_keys(_artifact_key(service_stack, location, ""))
     }
     assert {"MLmodel", "data/model.pth", "requirements.txt"} <= names
     mlmodel = yaml.safe_load(
-        _read(service_stack, _artifact_key(service_stack, location, "MLmodel"))
+        service_stack.read_object(_artifact_key(service_stack, location, "MLmodel"))
     )
     assert mlmodel["run_id"] == best_run and mlmodel["model_id"] == model_id
     assert "pytorch" in mlmodel["flavors"]
 
     # The pickled network (our own classes: trusted) embeds digits into the Poincare ball.
-    weights = _read(service_stack, _artifact_key(service_stack, location, "data/model.pth"))
+    weights = service_stack.read_object(_artifact_key(service_stack, location, "data/model.pth"))
     model = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=False)
     params = _params(service_stack, best_run)
     with torch.no_grad():
@@ -194,7 +166,7 @@ def test_best_models_are_read_back_from_the_bucket(
     (state_key,) = [
         k for k in _tune_trial_dirs(service_stack, stack_sweep)[trial_id] if k.endswith("/state.pt")
     ]
-    state = torch.load(io.BytesIO(_read(service_stack, state_key)), weights_only=False)
+    state = torch.load(io.BytesIO(service_stack.read_object(state_key)), weights_only=False)
     logged = model.state_dict()
     assert logged.keys() == state["model"].keys()
     assert all(torch.equal(logged[k], state["model"][k]) for k in logged)
@@ -205,7 +177,9 @@ def test_tune_state_and_checkpoints_are_in_the_bucket(
 ) -> None:
     prefix = f"ray/{stack_sweep.name}/"
     top = {
-        key[len(prefix) :] for key in _keys(service_stack, prefix) if "/" not in key[len(prefix) :]
+        key[len(prefix) :]
+        for key in service_stack.bucket_keys(prefix)
+        if "/" not in key[len(prefix) :]
     }
     assert "tuner.pkl" in top
     assert any(name.startswith("experiment_state") and name.endswith(".json") for name in top)
@@ -221,8 +195,7 @@ def test_tune_state_and_checkpoints_are_in_the_bucket(
         # One checkpoint kept (num_to_keep=1): the last epoch's, 0-based.
         checkpoints = {key.split("/")[-2] for key in keys if key.endswith("/state.pt")}
         epochs = len(
-            _query(
-                service_stack,
+            service_stack.query(
                 "mlflow",
                 "SELECT step FROM metrics WHERE run_uuid = %s AND key = 'val/map_at_r'",
                 run_id,
@@ -231,9 +204,8 @@ def test_tune_state_and_checkpoints_are_in_the_bucket(
         assert checkpoints == {f"checkpoint_{epochs - 1:06d}"}, (trial_id, status, keys)
         # Tune's results in the bucket agree with MLflow's metrics.
         (result_key,) = [key for key in keys if key.endswith("/result.json")]
-        results = [json.loads(line) for line in _read(service_stack, result_key).splitlines()]
-        last = _query(
-            service_stack,
+        results = [json.loads(line) for line in service_stack.read_object(result_key).splitlines()]
+        last = service_stack.query(
             "mlflow",
             "SELECT value FROM metrics WHERE run_uuid = %s AND key = 'val/map_at_r' "
             "ORDER BY step DESC LIMIT 1",
@@ -241,7 +213,7 @@ def test_tune_state_and_checkpoints_are_in_the_bucket(
         )
         assert len(results) == epochs
         assert results[-1]["val/map_at_r"] == pytest.approx(last[0][0], abs=1e-12)
-        params = json.loads(_read(service_stack, f"{keys[0].rsplit('/', 1)[0]}/params.json"))
+        params = json.loads(service_stack.read_object(f"{keys[0].rsplit('/', 1)[0]}/params.json"))
         assert str(params["curvature"]) == _params(service_stack, run_id)["curvature"]
     # Nothing of Tune's stayed on the driver's disk.
     assert not (stack_sweep.workdir / "dmlsweep-runs" / "ray").exists()
@@ -252,8 +224,7 @@ def test_optuna_study_in_postgres_has_every_trial(
 ) -> None:
     import optuna
 
-    rows = _query(
-        service_stack,
+    rows = service_stack.query(
         "optuna",
         "SELECT t.state FROM trials t JOIN studies s ON s.study_id = t.study_id "
         "WHERE s.study_name = %s",
@@ -275,8 +246,7 @@ def test_optuna_study_in_postgres_has_every_trial(
     best_run = _tags(service_stack, parent[0])["dmlsweep.best_run_id"]
     best_params = _params(service_stack, best_run)
     assert str(study.best_trial.params["tau"]) == best_params["tau"]
-    ((best_metric,),) = _query(
-        service_stack,
+    ((best_metric,),) = service_stack.query(
         "mlflow",
         "SELECT value FROM latest_metrics WHERE run_uuid = %s AND key = 'best/val/map_at_r'",
         parent[0],
