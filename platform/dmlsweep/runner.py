@@ -151,7 +151,13 @@ def prepare_settings(space: SearchSpace, options: SweepOptions) -> dict[str, Any
                 )
             settings[key] = os.environ[variable]
     objective = load_objective(space.objective)
-    _check_config_names(space, objective, settings=settings, overridden=set(options.extra_settings))
+    _check_config_names(
+        space,
+        objective,
+        settings=settings,
+        overridden=set(options.extra_settings),
+        searched=searched,
+    )
     if hasattr(objective, "validate_settings"):
         try:
             objective.validate_settings(settings)
@@ -161,7 +167,12 @@ def prepare_settings(space: SearchSpace, options: SweepOptions) -> dict[str, Any
 
 
 def _check_config_names(
-    space: SearchSpace, objective: ModuleType, *, settings: dict[str, Any], overridden: set[str]
+    space: SearchSpace,
+    objective: ModuleType,
+    *,
+    settings: dict[str, Any],
+    overridden: set[str],
+    searched: set[str],
 ) -> None:
     """A misspelt setting or parameter would otherwise fail every trial (or be ignored):
     refuse it here, naming where it came from and what the objective accepts."""
@@ -173,7 +184,7 @@ def _check_config_names(
     for names, where in (
         (overridden, "--set"),
         (set(space.settings), f"{space.path}: settings"),
-        ({param.name for param in space.parameters}, f"{space.path}: parameters"),
+        (searched, f"{space.path}: parameters"),
     ):
         unknown = sorted(names - allowed - PLATFORM_KEYS)
         if unknown:
@@ -242,7 +253,9 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
     # A local store keeps its artifacts beside it; a server decides (and proxies) its own.
     artifact_location = None if options.tracking_uri else (runs_dir / "mlartifacts").as_uri()
     prepare_sqlite_tracking(tracking_uri)
-    _init_ray(options.address)
+    # Trials write checkpoints to the bucket with the S3 keys of this environment: Tune's
+    # filesystem carries none.
+    _init_ray(options.address, env=_s3_keys() if "storage_filesystem" in tune_storage else {})
     _check_resources(options)
 
     from ray import tune
@@ -597,7 +610,8 @@ def _row_state(trial_result: Any, max_epochs: int) -> str:
     ).name
 
 
-def _init_ray(address: str | None) -> None:
+def _init_ray(address: str | None, *, env: dict[str, str]) -> None:
+    """Join (or start) Ray; ``env`` is added to every worker's environment."""
     import ray
 
     if ray.is_initialized():
@@ -609,8 +623,7 @@ def _init_ray(address: str | None) -> None:
             "PYTHONPATH": os.pathsep.join(
                 [str(REPO_ROOT), str(REPO_ROOT / "platform"), os.environ.get("PYTHONPATH", "")]
             ),
-            # Trials write checkpoints to the bucket with these (Tune's filesystem carries none).
-            **(_s3_keys() if os.environ.get("DMLSWEEP_S3_BUCKET", "").strip() else {}),
+            **env,
         }
     }
     try:
