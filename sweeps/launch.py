@@ -11,7 +11,7 @@ for _path in (_ROOT / "platform", _ROOT):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from dmlsweep.cli import main  # noqa: E402
+from dmlsweep.cli import run  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -185,7 +185,7 @@ class TrainBatches:
     def __init__(
         self, data: DMLData, *, batch_size: int, m: int, seed: int, num_workers: int = 0
     ) -> None:
-        from torch.utils.data import DataLoader
+        from torch.utils.data import BatchSampler, DataLoader
 
         from trainables.dml.data.samplers import MPerClassSampler
 
@@ -196,16 +196,16 @@ class TrainBatches:
             length_before_new_iter=len(data.train_labels),
             seed=seed,
         )
-        self.loader = DataLoader(
-            data.train,
-            batch_size=batch_size,
-            sampler=self.sampler,
-            drop_last=True,
-            num_workers=num_workers,
-        )
+        self.batches = BatchSampler(self.sampler, batch_size=batch_size, drop_last=True)
+        self.loader = DataLoader(data.train, batch_sampler=self.batches, num_workers=num_workers)
 
     def epoch(self, epoch: int):  # -> Iterator[tuple[Tensor, Tensor]]
         self.sampler.set_epoch(epoch)
+        if isinstance(self.loader.dataset, TensorDataset):
+            # In memory: one gather per batch, the loader's batches exactly (fetching item by
+            # item cost a tenth of a digits epoch).
+            images, labels = self.loader.dataset.tensors
+            return ((images[index], labels[index]) for index in map(torch.as_tensor, self.batches))
         return iter(self.loader)
 
 
@@ -216,6 +216,10 @@ def embed(model: torch.nn.Module, dataset: Dataset, *, batch_size: int = 512) ->
 
     was_training = model.training
     model.eval()
-    out = torch.cat([model(x) for x, _ in DataLoader(dataset, batch_size=batch_size)])
+    if isinstance(dataset, TensorDataset):  # in memory: no item-by-item fetching
+        batches = dataset.tensors[0].split(batch_size)
+    else:
+        batches = (x for x, _ in DataLoader(dataset, batch_size=batch_size))
+    out = torch.cat([model(x) for x in batches])
     model.train(was_training)
     return out

@@ -8,6 +8,7 @@ sweep really starts.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import sys
 from collections.abc import Sequence
@@ -144,6 +145,19 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, object]:
     return overrides
 
 
+def run() -> None:
+    """The ``dmlsweep`` command and ``sweeps/launch.py``: :func:`main`, then a quick exit.
+
+    When ``main`` returns, everything is written and closed. The exit hooks run (Ray's shutdown
+    among them) but the interpreter's teardown of torch, Ray and MLflow, which takes seconds
+    and writes nothing, is skipped."""
+    code = main()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -229,4 +243,4 @@ def _run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -79,6 +79,7 @@ def run_reproductions(
     """Train each configuration ``n`` times with fresh seeds and evaluate it on the test classes."""
     from ray import tune
 
+    from dmlsweep.tune_records import tune_loggers
     from trainables.reproduction import reproduce
 
     if n < 2:
@@ -96,6 +97,7 @@ def run_reproductions(
             name=f"{name}-reproductions",
             **tune_storage,
             verbose=0,
+            callbacks=tune_loggers(),
             failure_config=tune.FailureConfig(max_failures=max_retries),
         ),
     )

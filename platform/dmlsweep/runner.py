@@ -9,6 +9,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -16,6 +17,8 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -253,10 +256,16 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
     # A local store keeps its artifacts beside it; a server decides (and proxies) its own.
     artifact_location = None if options.tracking_uri else (runs_dir / "mlartifacts").as_uri()
     prepare_sqlite_tracking(tracking_uri)
-    # Trials write checkpoints to the bucket with the S3 keys of this environment: Tune's
-    # filesystem carries none.
-    _init_ray(options.address, env=_s3_keys() if "storage_filesystem" in tune_storage else {})
-    _check_resources(options)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The driver mostly waits while Ray starts: open the stores meanwhile.
+        opened = pool.submit(
+            _open_stores, tracking_uri, storage_url if strategy.uses_optuna else None
+        )
+        # Trials write checkpoints to the bucket with the S3 keys of this environment: Tune's
+        # filesystem carries none.
+        _init_ray(options.address, env=_s3_keys() if "storage_filesystem" in tune_storage else {})
+        _check_resources(options)
+        storage = opened.result()
 
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
@@ -264,6 +273,7 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
     from dmlsweep.optuna_search import PruneAwareOptunaSearch
     from dmlsweep.progress import ConsoleProgress
     from dmlsweep.tracking import MlflowTracking, SweepRecord
+    from dmlsweep.tune_records import tune_loggers
     from trainables.registry import load_objective
 
     objective = load_objective(space.objective)
@@ -273,7 +283,6 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
         "max_epochs": max_epochs,
         "seed": options.seed,
     }
-    storage = open_optuna_storage(storage_url) if strategy.uses_optuna else None
     experiment = f"dmlsweep-{space.name}"
     record = SweepRecord(
         name=name,
@@ -338,6 +347,7 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
 
     resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
     trainable = tune.with_resources(make_trainable(objective, folds), resources)
+    loggers = tune_loggers()  # also keeps Tune from adding its own, in a resumed sweep too
     if options.resume:
         tuner = tune.Tuner.restore(
             experiment_path,
@@ -387,7 +397,7 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
                 name=name,
                 **tune_storage,
                 verbose=0,
-                callbacks=[tracking, progress],
+                callbacks=[tracking, progress, *loggers],
                 # PBT restarts a trial from another's checkpoint, which must outlive the
                 # owner's next few epochs; otherwise only the latest one is ever read.
                 checkpoint_config=tune.CheckpointConfig(
@@ -400,6 +410,9 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
     # the state never names a deleted checkpoint); its warning about each would flood the
     # console of every sweep of short epochs.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Trials spend seconds before their first result: meanwhile, import what the sweep's end
+    # needs (model logging, the analysis plots) instead of after the last trial.
+    threading.Thread(target=_import_end_of_sweep, name="dmlsweep-imports", daemon=True).start()
     fitted = tuner.fit()
     results: list[Any] = [fitted[i] for i in range(len(fitted))]  # ResultGrid: not typed iterable
     if storage is not None:
@@ -451,6 +464,34 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
         best_config=best,
         reproductions=summaries,
     )
+
+
+def _import_end_of_sweep() -> None:
+    import importlib
+
+    import matplotlib
+
+    matplotlib.use("Agg")  # as the analysis does: files only
+    for module in (
+        "mlflow.pytorch",
+        "trainables.dml.backbones",
+        "matplotlib.pyplot",
+        "optuna.visualization",
+        "optuna.visualization.matplotlib",
+        "dmlsweep.analysis",
+    ):
+        importlib.import_module(module)
+
+
+def _open_stores(tracking_uri: str, storage_url: str | None) -> optuna.storages.RDBStorage | None:
+    """Open the Optuna storage (``None``: no study) and MLflow's store: on a new runs directory
+    both create their schema, seconds of work that needs no Ray."""
+    from mlflow.tracking import MlflowClient
+
+    # MLflow keeps the store for the tracking to reuse; a failure is reported by its start.
+    with contextlib.suppress(Exception):
+        MlflowClient(tracking_uri)
+    return open_optuna_storage(storage_url) if storage_url else None
 
 
 def make_trainable(objective: ModuleType, folds: int) -> Any:

@@ -19,11 +19,17 @@ Public API:
 from __future__ import annotations
 
 import math
+import warnings
 
-import geoopt
 import torch
-from geoopt.manifolds.stereographic import math as ball_math
 from torch import Tensor, nn
+
+with warnings.catch_warnings():
+    # geoopt 0.5 decorates a helper with torch.jit.script, which torch deprecates: a
+    # FutureWarning on every import, in every trial's log and the sweep's console.
+    warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
+    import geoopt
+    from geoopt.manifolds.stereographic import math as ball_math
 
 __all__ = [
     "CURVATURE_PARAMETER",

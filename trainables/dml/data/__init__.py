@@ -3,14 +3,9 @@ image-list datasets and readers of the published benchmark layouts (methods.md 1
 
 from __future__ import annotations
 
-from trainables.dml.data.augment import (
-    AugmentedPair,
-    TwoViews,
-    dsn_color_augment,
-    per_sample,
-    strong_augment,
-    weak_augment,
-)
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from trainables.dml.data.digits import (
     DIGITS_TEST_CLASSES,
     DigitsSplit,
@@ -21,23 +16,73 @@ from trainables.dml.data.digits import (
     load_two_modality_digits,
     sketch_modality,
 )
-from trainables.dml.data.images import ImageListDataset, Item
 from trainables.dml.data.noise import NoisyLabels, small_cluster_noise, symmetric_noise
-from trainables.dml.data.readers import (
-    READERS,
-    LayoutError,
-    PrismLists,
-    SakeLists,
-    get_reader,
-    read_cars196,
-    read_cub200,
-    read_prism,
-    read_sketchy,
-    read_sop,
-    read_tuberlin,
-)
 from trainables.dml.data.samplers import MPerClassSampler, PKModalitySampler
 from trainables.dml.data.splits import ClassSplit, split_classes
+
+if TYPE_CHECKING:
+    from trainables.dml.data.augment import (
+        AugmentedPair,
+        TwoViews,
+        dsn_color_augment,
+        per_sample,
+        strong_augment,
+        weak_augment,
+    )
+    from trainables.dml.data.images import ImageListDataset, Item
+    from trainables.dml.data.readers import (
+        READERS,
+        LayoutError,
+        PrismLists,
+        SakeLists,
+        get_reader,
+        read_cars196,
+        read_cub200,
+        read_prism,
+        read_sketchy,
+        read_sop,
+        read_tuberlin,
+    )
+
+# Augmentations and image files need torchvision, whose import costs every trial worker seconds
+# (it loads torch._dynamo); the embedded digits need neither. Imported on first use.
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "AugmentedPair",
+            "TwoViews",
+            "dsn_color_augment",
+            "per_sample",
+            "strong_augment",
+            "weak_augment",
+        ),
+        "augment",
+    ),
+    **dict.fromkeys(("ImageListDataset", "Item"), "images"),
+    **dict.fromkeys(
+        (
+            "READERS",
+            "LayoutError",
+            "PrismLists",
+            "SakeLists",
+            "get_reader",
+            "read_cars196",
+            "read_cub200",
+            "read_prism",
+            "read_sketchy",
+            "read_sop",
+            "read_tuberlin",
+        ),
+        "readers",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+
 
 __all__ = [
     "DIGITS_TEST_CLASSES",

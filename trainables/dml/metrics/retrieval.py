@@ -21,8 +21,6 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from sklearn.cluster import KMeans
-from sklearn.metrics import normalized_mutual_info_score
 from torch import Tensor
 
 from trainables.dml.metrics._ranking import (
@@ -128,6 +126,10 @@ def nmi(embeddings: Tensor, labels: Tensor, *, seed: int = 0, normalize: bool = 
     Raises:
         ValueError: empty or malformed input.
     """
+    # scikit-learn costs a trial worker ~2 s to import; only NMI needs it.
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import normalized_mutual_info_score
+
     x = check_embeddings(embeddings, name="embeddings")
     y = check_labels(labels, x.shape[0], name="labels", device=x.device)
     num_classes = int(torch.unique(y).numel())
