@@ -18,13 +18,13 @@ Example::
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from trainables.dml.backbones.amp import amp_dtype, autocast_context
 from trainables.dml.backbones.conditional import ConditionalBackbone, ConditionalSE, check_modality
 from trainables.dml.backbones.embedding import EmbeddingNet
 from trainables.dml.backbones.small_cnn import ConditionalSmallCNN, SmallCNN
+from trainables.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from trainables.dml.backbones.cse_resnet import CSEBottleneck, CSEResNet50
@@ -40,13 +40,13 @@ if TYPE_CHECKING:
         read_state_dict,
     )
 
-# The ResNets need torchvision, whose import costs seconds (it loads torch._dynamo): every trial
-# worker and the sweep's driver would pay it for the small CNN too. Imported on first use.
-_LAZY = {
-    **dict.fromkeys(("CSEBottleneck", "CSEResNet50"), "cse_resnet"),
-    **dict.fromkeys(("RESNET_FEATURES", "resnet_backbone"), "resnet"),
-    **dict.fromkeys(
-        (
+# torchvision's modules: imported on first use (see trainables.lazy).
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "cse_resnet": ("CSEBottleneck", "CSEResNet50"),
+        "resnet": ("RESNET_FEATURES", "resnet_backbone"),
+        "weights": (
             "IMAGENET",
             "IMAGENET_URLS",
             "LoadedWeights",
@@ -56,16 +56,8 @@ _LAZY = {
             "load_state_dict_into",
             "read_state_dict",
         ),
-        "weights",
-    ),
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
-
+    },
+)
 
 __all__ = [
     "IMAGENET",

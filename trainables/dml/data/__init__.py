@@ -3,8 +3,7 @@ image-list datasets and readers of the published benchmark layouts (methods.md 1
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from trainables.dml.data.digits import (
     DIGITS_TEST_CLASSES,
@@ -19,6 +18,7 @@ from trainables.dml.data.digits import (
 from trainables.dml.data.noise import NoisyLabels, small_cluster_noise, symmetric_noise
 from trainables.dml.data.samplers import MPerClassSampler, PKModalitySampler
 from trainables.dml.data.splits import ClassSplit, split_classes
+from trainables.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from trainables.dml.data.augment import (
@@ -44,11 +44,11 @@ if TYPE_CHECKING:
         read_tuberlin,
     )
 
-# Augmentations and image files need torchvision, whose import costs every trial worker seconds
-# (it loads torch._dynamo); the embedded digits need neither. Imported on first use.
-_LAZY = {
-    **dict.fromkeys(
-        (
+# torchvision's modules: imported on first use (see trainables.lazy).
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "augment": (
             "AugmentedPair",
             "TwoViews",
             "dsn_color_augment",
@@ -56,11 +56,8 @@ _LAZY = {
             "strong_augment",
             "weak_augment",
         ),
-        "augment",
-    ),
-    **dict.fromkeys(("ImageListDataset", "Item"), "images"),
-    **dict.fromkeys(
-        (
+        "images": ("ImageListDataset", "Item"),
+        "readers": (
             "READERS",
             "LayoutError",
             "PrismLists",
@@ -73,16 +70,8 @@ _LAZY = {
             "read_sop",
             "read_tuberlin",
         ),
-        "readers",
-    ),
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
-
+    },
+)
 
 __all__ = [
     "DIGITS_TEST_CLASSES",
