@@ -185,6 +185,8 @@ def iter_relevant_ranks(
             query_labels,
             gallery_labels,
             block_distance=block_distance,
+            # Finite features give finite default distances: no NaN scan of each block.
+            scan_nan=distance is not euclidean_normalized,
             ranker=ranker,
             num_relevant=num_relevant,
             depth=depth,
@@ -202,6 +204,7 @@ def _iter_chunks(
     gallery_labels: Tensor,
     *,
     block_distance: Callable[[Tensor], Tensor],
+    scan_nan: bool,
     ranker: NumpyRanker | None,
     num_relevant: Tensor,
     depth: int,
@@ -212,7 +215,7 @@ def _iter_chunks(
     for start in range(0, query.shape[0], chunk_size):
         rows = slice(start, min(start + chunk_size, query.shape[0]))
         dist = block_distance(query[rows])
-        _check_distance(dist, (rows.stop - rows.start, num_items))
+        _check_distance(dist, (rows.stop - rows.start, num_items), scan_nan=scan_nan)
         self_cols = (
             torch.arange(rows.start, rows.stop, device=dist.device) if leave_one_out else None
         )
@@ -240,11 +243,11 @@ def _count_relevant(query_labels: Tensor, gallery_labels: Tensor) -> Tensor:
     return torch.where(classes[pos] == query_labels, counts[pos], 0)
 
 
-def _check_distance(dist: object, shape: tuple[int, int]) -> None:
+def _check_distance(dist: object, shape: tuple[int, int], *, scan_nan: bool) -> None:
     if not isinstance(dist, Tensor) or tuple(dist.shape) != shape:
         got = tuple(dist.shape) if isinstance(dist, Tensor) else type(dist).__name__
         raise ValueError(f"distance must return a tensor of shape {shape}, got {got}")
     if dist.is_complex() or dist.dtype == torch.bool:
         raise ValueError(f"distance must return real numbers, got dtype {dist.dtype}")
-    if dist.is_floating_point() and bool(torch.isnan(dist).any()):
+    if scan_nan and dist.is_floating_point() and bool(torch.isnan(dist).any()):
         raise FloatingPointError("distance returned NaN; the metrics cannot rank NaN distances")
