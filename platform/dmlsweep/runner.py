@@ -273,7 +273,7 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
     from dmlsweep.optuna_search import PruneAwareOptunaSearch
     from dmlsweep.progress import ConsoleProgress
     from dmlsweep.tracking import MlflowTracking, SweepRecord
-    from dmlsweep.tune_records import tune_loggers
+    from dmlsweep.tune_records import tune_loggers, without_default_loggers
     from trainables.registry import load_objective
 
     objective = load_objective(space.objective)
@@ -347,7 +347,6 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
 
     resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
     trainable = tune.with_resources(make_trainable(objective, folds), resources)
-    loggers = tune_loggers()  # also keeps Tune from adding its own, in a resumed sweep too
     if options.resume:
         tuner = tune.Tuner.restore(
             experiment_path,
@@ -397,7 +396,7 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
                 name=name,
                 **tune_storage,
                 verbose=0,
-                callbacks=[tracking, progress, *loggers],
+                callbacks=[tracking, progress, *tune_loggers()],
                 # PBT restarts a trial from another's checkpoint, which must outlive the
                 # owner's next few epochs; otherwise only the latest one is ever read.
                 checkpoint_config=tune.CheckpointConfig(
@@ -413,7 +412,8 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
     # Trials spend seconds before their first result: meanwhile, import what the sweep's end
     # needs (model logging, the analysis plots) instead of after the last trial.
     threading.Thread(target=_import_end_of_sweep, name="dmlsweep-imports", daemon=True).start()
-    fitted = tuner.fit()
+    with without_default_loggers():  # a resumed sweep has its loggers pickled
+        fitted = tuner.fit()
     results: list[Any] = [fitted[i] for i in range(len(fitted))]  # ResultGrid: not typed iterable
     if storage is not None:
         _fail_lost_optuna_trials(storage, study_name=name)
