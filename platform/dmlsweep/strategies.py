@@ -2,12 +2,16 @@
 
 A space file may say::
 
-    searcher: {algorithm: tpe}           # tpe | gp | cmaes | random
+    searcher: {algorithm: tpe, n_startup_trials: 5, seed: 7}   # tpe | gp | cmaes | random
     scheduler: {algorithm: asha, grace_period: 1, reduction_factor: 2}
     # scheduler algorithms: asha | hyperband | median | fifo | pbt
 
 A flag (``--searcher``, ``--scheduler``) wins over the file, the file over the defaults (TPE,
-ASHA). ``pbt`` (population-based training) is a mode of its own: it mutates the
+ASHA). ``searcher.n_startup_trials`` (optional) is how many trials a model-based searcher (tpe,
+gp, cmaes) draws at random before its model takes over (else Optuna's default: 10 for TPE and
+GP, 1 for CMA-ES); random search has no model and ignores it. ``searcher.seed`` (optional)
+seeds the sampler alone; without it the sampler takes the sweep's seed, which is also every
+trial's training seed. ``pbt`` (population-based training) is a mode of its own: it mutates the
 hyperparameters of running trials itself, so no Optuna searcher runs beside it.
 """
 
@@ -27,6 +31,7 @@ if TYPE_CHECKING:
 
 SEARCHERS = ("tpe", "gp", "cmaes", "random")
 SCHEDULERS = ("asha", "hyperband", "median", "fifo", "pbt")
+_SEARCHER_KEYS = {"algorithm", "n_startup_trials", "seed"}
 _SCHEDULER_KEYS = {"algorithm", "grace_period", "reduction_factor", "perturbation_interval"}
 
 
@@ -39,6 +44,11 @@ class Strategy:
     grace_period: int = 1  # asha, median: epochs before any stop
     reduction_factor: int = 2  # asha, hyperband: keep 1/this per rung
     perturbation_interval: int = 2  # pbt: epochs between exploit/explore steps
+    n_startup_trials: int | None = None  # tpe, gp, cmaes: random trials first; None: Optuna's
+    sampler_seed: int | None = None  # None: the sweep's seed (which also seeds the trials)
+
+    def seed_of_sampler(self, sweep_seed: int) -> int:
+        return sweep_seed if self.sampler_seed is None else self.sampler_seed
 
     @property
     def uses_optuna(self) -> bool:
@@ -47,7 +57,12 @@ class Strategy:
     def describe(self) -> str:
         if not self.uses_optuna:
             return f"population-based training (every {self.perturbation_interval} epochs)"
-        return f"optuna {self.searcher} + {self.scheduler}"
+        startup = (
+            f" ({self.n_startup_trials} startup trials)"
+            if self.n_startup_trials is not None and self.searcher != "random"
+            else ""
+        )
+        return f"optuna {self.searcher}{startup} + {self.scheduler}"
 
 
 def resolve_strategy(
@@ -59,11 +74,21 @@ def resolve_strategy(
     reduction_factor: int | None = None,
 ) -> Strategy:
     """Flags over the space file over the defaults; unknown names fail naming the choices."""
-    unknown = set(space.searcher) - {"algorithm"}
+    unknown = set(space.searcher) - _SEARCHER_KEYS
     if unknown:
         raise SpaceError(
-            f"{space.path}: searcher.{sorted(unknown)[0]}: unknown key; allowed: ['algorithm']"
+            f"{space.path}: searcher.{sorted(unknown)[0]}: unknown key; allowed: "
+            f"{sorted(_SEARCHER_KEYS)}"
         )
+    searcher_numbers = {
+        key: space.searcher[key] for key in ("n_startup_trials", "seed") if key in space.searcher
+    }
+    for key, value in searcher_numbers.items():
+        minimum = 1 if key == "n_startup_trials" else 0
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise SpaceError(
+                f"{space.path}: searcher.{key} needs an integer >= {minimum}, got {value!r}"
+            )
     unknown = set(space.scheduler) - _SCHEDULER_KEYS
     if unknown:
         raise SpaceError(
@@ -91,16 +116,31 @@ def resolve_strategy(
             f"{space.path}: population-based training cannot mutate conditional parameters "
             f"({[p.name for p in space.parameters if p.when]}); use an Optuna searcher"
         )
-    return Strategy(searcher=chosen_searcher, scheduler=chosen_scheduler, **numbers)
+    return Strategy(
+        searcher=chosen_searcher,
+        scheduler=chosen_scheduler,
+        n_startup_trials=searcher_numbers.get("n_startup_trials"),
+        sampler_seed=searcher_numbers.get("seed"),
+        **numbers,
+    )
 
 
 def build_sampler(strategy: Strategy, *, seed: int) -> optuna.samplers.BaseSampler:
+    """The strategy's Optuna sampler, seeded with ``strategy.sampler_seed`` if set, else
+    ``seed`` (the sweep's)."""
     import optuna
 
+    seed = strategy.seed_of_sampler(seed)
+    # Only when set: each sampler keeps its own default otherwise.
+    startup: dict[str, Any] = (
+        {"n_startup_trials": strategy.n_startup_trials}
+        if strategy.n_startup_trials is not None
+        else {}
+    )
     if strategy.searcher == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed, **startup)
     if strategy.searcher == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
+        return optuna.samplers.GPSampler(seed=seed, **startup)
     if strategy.searcher == "cmaes":
         # CMA-ES handles float and int parameters; categorical ones go to a seeded random
         # sampler (Optuna's documented fallback), quietly.
@@ -108,6 +148,7 @@ def build_sampler(strategy: Strategy, *, seed: int) -> optuna.samplers.BaseSampl
             seed=seed,
             warn_independent_sampling=False,
             independent_sampler=optuna.samplers.RandomSampler(seed=seed),
+            **startup,
         )
     return optuna.samplers.RandomSampler(seed=seed)
 
@@ -177,7 +218,14 @@ def strategy_params(strategy: Strategy, *, seed: int) -> Mapping[str, Any]:
     return {
         "sweep/searcher": "none (pbt)"
         if not strategy.uses_optuna
-        else f"optuna {strategy.searcher} (seed {seed})",
+        else f"optuna {strategy.searcher} (seed {strategy.seed_of_sampler(seed)})",
+        **(
+            {"sweep/n_startup_trials": strategy.n_startup_trials}
+            if strategy.uses_optuna
+            and strategy.searcher != "random"
+            and strategy.n_startup_trials is not None
+            else {}
+        ),
         "sweep/scheduler": strategy.scheduler,
         "sweep/grace_period": strategy.grace_period,
         "sweep/reduction_factor": strategy.reduction_factor,

@@ -12,7 +12,13 @@ from ray import tune
 from dmlsweep.errors import SpaceError
 from dmlsweep.runner import SweepOptions, run_sweep
 from dmlsweep.spaces import SPACES_DIR, load_space
-from dmlsweep.strategies import build_sampler, build_scheduler, resolve_strategy, tune_domains
+from dmlsweep.strategies import (
+    build_sampler,
+    build_scheduler,
+    resolve_strategy,
+    strategy_params,
+    tune_domains,
+)
 
 QUADRATIC = SPACES_DIR / "quadratic.yaml"
 
@@ -149,3 +155,61 @@ def test_population_based_training_mutates_running_trials(tmp_path: Path, ray_ad
     # Every exploit restarts a trial from another's checkpoint with perturbed values.
     pbt_log = list((tmp_path / "runs" / "ray" / outcome.name).glob("pbt_global.txt"))
     assert pbt_log and pbt_log[0].read_text().strip()
+
+
+def suggestions(sampler: optuna.samplers.BaseSampler, *, n: int) -> list[float]:
+    """The first ``n`` values a sampler suggests on a 1-D quadratic (the study told each)."""
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(lambda t: (t.suggest_float("x", -5.0, 5.0) - 1.0) ** 2, n_trials=n)
+    return [t.params["x"] for t in study.trials]
+
+
+def test_searcher_startup_trials_and_seed_come_from_the_space_file(tmp_path: Path) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    plain = resolve_strategy(load_space("quadratic"))
+    assert (plain.n_startup_trials, plain.sampler_seed) == (None, None)
+    extra = "searcher: {algorithm: tpe, n_startup_trials: 3, seed: 11}\n"
+    strategy = resolve_strategy(load_space(str(space_with(tmp_path, extra))))
+    assert (strategy.n_startup_trials, strategy.sampler_seed) == (3, 11)
+    # The sampler is TPE with exactly these settings: the sweep's seed (0) is not used.
+    built = suggestions(build_sampler(strategy, seed=0), n=8)
+    direct = suggestions(optuna.samplers.TPESampler(seed=11, n_startup_trials=3), n=8)
+    default_startup = suggestions(optuna.samplers.TPESampler(seed=11), n=8)
+    assert built == direct
+    assert built[:3] != suggestions(optuna.samplers.TPESampler(seed=0, n_startup_trials=3), n=3)
+    # Past 3 startup trials the model proposes; with the default 10 they are still random.
+    assert built[3:] != default_startup[3:]
+    params = strategy_params(strategy, seed=0)
+    assert params["sweep/searcher"] == "optuna tpe (seed 11)"
+    assert params["sweep/n_startup_trials"] == 3
+    assert "3 startup trials" in strategy.describe()
+    # Without the keys the sweep's seed seeds the sampler and nothing extra is recorded.
+    assert strategy_params(plain, seed=5)["sweep/searcher"] == "optuna tpe (seed 5)"
+    assert "sweep/n_startup_trials" not in strategy_params(plain, seed=5)
+
+
+def test_startup_trials_reach_gp_and_cmaes_and_random_ignores_them(tmp_path: Path) -> None:
+    extra = "searcher: {algorithm: tpe, n_startup_trials: 4}\n"
+    space = load_space(str(space_with(tmp_path, extra)))
+    gp = build_sampler(resolve_strategy(space, searcher="gp"), seed=0)
+    cmaes = build_sampler(resolve_strategy(space, searcher="cmaes"), seed=0)
+    assert (gp._n_startup_trials, cmaes._n_startup_trials) == (4, 4)
+    random = resolve_strategy(space, searcher="random")
+    assert isinstance(build_sampler(random, seed=0), optuna.samplers.RandomSampler)
+    assert "sweep/n_startup_trials" not in strategy_params(random, seed=0)
+    assert "startup" not in random.describe()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("searcher: {algorithm: tpe, n_startup_trials: 0}\n", "n_startup_trials needs an integer"),
+        ("searcher: {algorithm: tpe, n_startup_trials: 2.5}\n", "n_startup_trials needs"),
+        ("searcher: {algorithm: tpe, n_startup_trials: true}\n", "n_startup_trials needs"),
+        ("searcher: {algorithm: tpe, seed: -1}\n", "searcher.seed needs an integer >= 0"),
+        ("searcher: {algorithm: tpe, sampler_seed: 1}\n", "searcher.sampler_seed: unknown key"),
+    ],
+)
+def test_bad_searcher_settings_name_the_problem(tmp_path: Path, extra: str, message: str) -> None:
+    with pytest.raises(SpaceError, match=message):
+        resolve_strategy(load_space(str(space_with(tmp_path, extra))))
