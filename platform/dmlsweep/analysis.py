@@ -56,7 +56,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dmlsweep.secrets import mask
 
-__all__ = ["ARTIFACT_DIR", "dashboard_command", "log_study_analysis"]
+__all__ = ["ARTIFACT_DIR", "dashboard_command", "log_study_analysis", "plotting_modules"]
 
 ARTIFACT_DIR = "analysis"
 INACTIVE = "(inactive)"
@@ -236,17 +236,25 @@ def _complete_study(
     return copy
 
 
-def _write_plot(out: Path, name: str, plot: Callable[[Any], Any]) -> None:
-    """``plot`` called with ``optuna.visualization`` (-> ``name.html``) and with its matplotlib
-    twin (-> ``name.png``)."""
+def plotting_modules() -> tuple[Any, Any, Any]:
+    """``matplotlib.pyplot`` (on Agg: files only), ``optuna.visualization`` and its matplotlib
+    twin. Seconds of imports: the runner calls this while the trials run."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
     import optuna.visualization as vis
     import optuna.visualization.matplotlib as vis_mpl
 
+    return plt, vis, vis_mpl
+
+
+def _write_plot(out: Path, name: str, plot: Callable[[Any], Any]) -> None:
+    """``plot`` called with ``optuna.visualization`` (-> ``name.html``) and with its matplotlib
+    twin (-> ``name.png``)."""
+    import numpy as np
+
+    plt, vis, vis_mpl = plotting_modules()
     plot(vis).write_html(out / f"{name}.html", include_plotlyjs="cdn")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the twins are

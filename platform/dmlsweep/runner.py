@@ -467,20 +467,12 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
 
 
 def _import_end_of_sweep() -> None:
-    import importlib
+    import mlflow.pytorch  # noqa: F401  # model logging
 
-    import matplotlib
+    import trainables.dml.backbones  # noqa: F401  # the networks the models are rebuilt with
+    from dmlsweep.analysis import plotting_modules
 
-    matplotlib.use("Agg")  # as the analysis does: files only
-    for module in (
-        "mlflow.pytorch",
-        "trainables.dml.backbones",
-        "matplotlib.pyplot",
-        "optuna.visualization",
-        "optuna.visualization.matplotlib",
-        "dmlsweep.analysis",
-    ):
-        importlib.import_module(module)
+    plotting_modules()
 
 
 def _open_stores(tracking_uri: str, storage_url: str | None) -> optuna.storages.RDBStorage | None:

@@ -54,13 +54,18 @@ class Strategy:
     def uses_optuna(self) -> bool:
         return self.scheduler != "pbt"
 
+    @property
+    def startup_trials(self) -> int | None:
+        """``n_startup_trials`` where a model-based Optuna searcher uses it, else ``None``."""
+        if not self.uses_optuna or self.searcher == "random":
+            return None
+        return self.n_startup_trials
+
     def describe(self) -> str:
         if not self.uses_optuna:
             return f"population-based training (every {self.perturbation_interval} epochs)"
         startup = (
-            f" ({self.n_startup_trials} startup trials)"
-            if self.n_startup_trials is not None and self.searcher != "random"
-            else ""
+            f" ({self.startup_trials} startup trials)" if self.startup_trials is not None else ""
         )
         return f"optuna {self.searcher}{startup} + {self.scheduler}"
 
@@ -220,10 +225,8 @@ def strategy_params(strategy: Strategy, *, seed: int) -> Mapping[str, Any]:
         if not strategy.uses_optuna
         else f"optuna {strategy.searcher} (seed {strategy.seed_of_sampler(seed)})",
         **(
-            {"sweep/n_startup_trials": strategy.n_startup_trials}
-            if strategy.uses_optuna
-            and strategy.searcher != "random"
-            and strategy.n_startup_trials is not None
+            {"sweep/n_startup_trials": strategy.startup_trials}
+            if strategy.startup_trials is not None
             else {}
         ),
         "sweep/scheduler": strategy.scheduler,
