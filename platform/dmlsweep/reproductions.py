@@ -79,7 +79,7 @@ def run_reproductions(
     """Train each configuration ``n`` times with fresh seeds and evaluate it on the test classes."""
     from ray import tune
 
-    from dmlsweep.tune_records import tune_loggers, without_default_loggers
+    from dmlsweep.tune_records import tune_environment, tune_loggers
     from trainables.reproduction import reproduce
 
     if n < 2:
@@ -102,7 +102,7 @@ def run_reproductions(
         ),
     )
     out = []
-    with without_default_loggers():
+    with tune_environment():
         fitted = tuner.fit()
     results: list[Any] = [fitted[i] for i in range(len(fitted))]  # ResultGrid: not typed iterable
     for result in results:

@@ -273,7 +273,7 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
     from dmlsweep.optuna_search import PruneAwareOptunaSearch
     from dmlsweep.progress import ConsoleProgress
     from dmlsweep.tracking import MlflowTracking, SweepRecord
-    from dmlsweep.tune_records import tune_loggers, without_default_loggers
+    from dmlsweep.tune_records import tune_environment, tune_loggers
     from trainables.registry import load_objective
 
     objective = load_objective(space.objective)
@@ -405,14 +405,10 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
                 failure_config=tune.FailureConfig(max_failures=options.max_retries),
             ),
         )
-    # Tune snapshots the experiment state after every checkpoint (num_to_keep=1 forces it, so
-    # the state never names a deleted checkpoint); its warning about each would flood the
-    # console of every sweep of short epochs.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Trials spend seconds before their first result: meanwhile, import what the sweep's end
     # needs (model logging, the analysis plots) instead of after the last trial.
     threading.Thread(target=_import_end_of_sweep, name="dmlsweep-imports", daemon=True).start()
-    with without_default_loggers():  # a resumed sweep has its loggers pickled
+    with tune_environment():  # a resumed sweep has its loggers pickled
         fitted = tuner.fit()
     results: list[Any] = [fitted[i] for i in range(len(fitted))]  # ResultGrid: not typed iterable
     if storage is not None:

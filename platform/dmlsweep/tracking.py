@@ -13,6 +13,7 @@ A resumed sweep adopts the child runs its trials already have, found by their
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import sys
@@ -63,11 +64,7 @@ class SweepRecord:
 
 def metrics_of(result: Mapping[str, Any]) -> dict[str, float]:
     """The objective's own metrics: namespaced numeric keys such as ``train/loss``."""
-    return {
-        k: float(v)
-        for k, v in result.items()
-        if "/" in k and isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
+    return {k: float(v) for k, v in result.items() if "/" in k and _is_number(v)}
 
 
 class MlflowTracking(Callback):
@@ -99,6 +96,10 @@ class MlflowTracking(Callback):
         self.client = MlflowClient(tracking_uri)
         self.trial_runs: dict[str, str] = {}  # Tune trial id -> MLflow run id
         self._trial_nodes: dict[str, str] = {}  # Tune trial id -> Ray node id last seen
+        self._trial_configs: dict[str, dict[str, Any]] = {}  # Tune trial id -> starting config
+        self._latest_configs: dict[str, dict[str, Any]] = {}  # after a change, the current one
+        self._config_change_counts: dict[str, int] = {}
+        self._moved_keys: dict[str, set[str]] = {}  # numeric keys that moved from the start
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow")
         self._pending: list[Future[Any]] = []
 
@@ -180,6 +181,7 @@ class MlflowTracking(Callback):
         if trial.trial_id in self.trial_runs:
             return
         self.trial_runs[trial.trial_id] = ""  # being created on the logging thread
+        self._trial_configs[trial.trial_id] = dict(trial.config)
         self._submit(
             self._create_trial_run,
             trial.trial_id,
@@ -218,6 +220,9 @@ class MlflowTracking(Callback):
             # A trial rescheduled after a node loss shows where it ran last.
             self._trial_nodes[trial.trial_id] = node
             tags.append(RunTag("ray.node_id", str(node)))
+        changed = self._config_changes(trial, step=step, now=now)
+        metrics += changed.metrics
+        tags += changed.tags
         if metrics or tags:
             self._submit_for(
                 trial.trial_id,
@@ -226,6 +231,34 @@ class MlflowTracking(Callback):
                 tags=tags,
                 what=f"epoch {step} of trial {trial.trial_id}",
             )
+
+    def _config_changes(self, trial: Trial, *, step: int, now: int) -> _ConfigChange:
+        """A trial's hyperparameters changed while it ran (PBT's explore step). The run's params
+        keep the values it started with; the schedule goes beside them: a ``config/<name>``
+        metric for each numeric value that moved (its starting value at step 0), and tags with
+        the current configuration and the number of changes."""
+        started = self._trial_configs.get(trial.trial_id)
+        current = dict(trial.config)
+        if started is None or current == self._latest_configs.get(trial.trial_id, started):
+            return _ConfigChange([], [])
+        self._latest_configs[trial.trial_id] = current
+        changes = self._config_change_counts.get(trial.trial_id, 0) + 1
+        self._config_change_counts[trial.trial_id] = changes
+        moved = self._moved_keys.setdefault(trial.trial_id, set())
+        metrics = []
+        for key, value in sorted(current.items()):
+            if not (_is_number(value) and _is_number(started.get(key))):
+                continue
+            if key not in moved and value != started[key]:
+                moved.add(key)
+                metrics.append(Metric(f"config/{key}", float(started[key]), now, 0))
+            if key in moved:
+                metrics.append(Metric(f"config/{key}", float(value), now, step))
+        tags = [
+            RunTag("dmlsweep.config", _param_value(json.dumps(current, default=str))),
+            RunTag("dmlsweep.config_changes", str(changes)),
+        ]
+        return _ConfigChange(metrics, tags)
 
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
@@ -394,6 +427,16 @@ class MlflowTracking(Callback):
                 )
                 time.sleep(delay)
                 delay = min(2 * delay, 30.0)
+
+
+@dataclass(frozen=True)
+class _ConfigChange:
+    metrics: list[Metric]
+    tags: list[RunTag]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _param_value(value: Any) -> str:

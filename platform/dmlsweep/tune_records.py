@@ -5,7 +5,7 @@ shows at the price of an fsync per result.
 Example::
 
     tuner = tune.Tuner(..., run_config=tune.RunConfig(callbacks=[*mine, *tune_loggers()]))
-    with without_default_loggers():
+    with tune_environment():
         tuner.fit()
 """
 
@@ -16,7 +16,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-_VARIABLE = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"  # read by Tune when a run starts
+# What dmlsweep's runs set in Tune's environment (Tune reads them when a run starts):
+# - no loggers of Tune's own (TensorBoard's among them): tune_loggers() names those we keep;
+# - no warning about frequent experiment snapshots: a checkpoint per epoch with num_to_keep
+#   forces one each time, so the warning would flood the console of every short-epoch sweep.
+SETTINGS = {
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+}
 
 
 def tune_loggers() -> list[Any]:
@@ -27,15 +34,16 @@ def tune_loggers() -> list[Any]:
 
 
 @contextmanager
-def without_default_loggers() -> Iterator[None]:
-    """While a run starts and goes, Tune adds no loggers of its own (TensorBoard's among them);
-    other Tuners of the process, before and after, keep Tune's defaults."""
-    previous = os.environ.get(_VARIABLE)
-    os.environ[_VARIABLE] = "1"
+def tune_environment() -> Iterator[None]:
+    """While a run starts and goes, Tune sees ``SETTINGS``; other Tuners of the process, before
+    and after, keep Tune's defaults."""
+    previous = {name: os.environ.get(name) for name in SETTINGS}
+    os.environ.update(SETTINGS)
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop(_VARIABLE, None)
-        else:
-            os.environ[_VARIABLE] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

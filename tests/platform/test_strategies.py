@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import optuna
@@ -152,9 +153,23 @@ def test_population_based_training_mutates_running_trials(tmp_path: Path, ray_ad
     assert all(r["epochs"] == 6 for r in outcome.trials)
     client = MlflowClient(outcome.tracking_uri)
     assert client.get_run(outcome.parent_run_id).data.params["sweep/scheduler"] == "pbt"
-    # Every exploit restarts a trial from another's checkpoint with perturbed values.
-    pbt_log = list((tmp_path / "runs" / "ray" / outcome.name).glob("pbt_global.txt"))
-    assert pbt_log and pbt_log[0].read_text().strip()
+    # Every exploit restarts a trial from another's checkpoint with perturbed values; the child
+    # run keeps its starting params and shows the schedule beside them.
+    runs = client.search_runs(
+        [client.get_run(outcome.parent_run_id).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{outcome.parent_run_id}'",
+    )
+    mutated = [r for r in runs if "dmlsweep.config_changes" in r.data.tags]
+    assert mutated
+    for run in mutated:
+        final = json.loads(run.data.tags["dmlsweep.config"])
+        moved = [k for k in ("x", "y") if float(run.data.params[k]) != final[k]]
+        assert moved
+        for key in moved:
+            history = client.get_metric_history(run.info.run_id, f"config/{key}")
+            assert (history[0].step, history[0].value) == (0, float(run.data.params[key]))
+            assert history[-1].value == final[key]
+            assert 2 <= len(history) <= int(run.data.tags["dmlsweep.config_changes"]) + 1
 
 
 def suggestions(sampler: optuna.samplers.BaseSampler, *, n: int) -> list[float]:

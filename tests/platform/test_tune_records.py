@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dmlsweep.tune_records import tune_loggers, without_default_loggers
-
-VARIABLE = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
+from dmlsweep.tune_records import SETTINGS, tune_environment, tune_loggers
 
 
 def _trainable(config: dict) -> None:
@@ -39,7 +37,7 @@ def _run(storage: Path, name: str, callbacks: list) -> set[str]:
 def test_only_json_and_csv_inside_and_tune_defaults_outside(
     ray_address: str, tmp_path: Path
 ) -> None:
-    with without_default_loggers():
+    with tune_environment():
         ours = _run(tmp_path, "ours", tune_loggers())
     assert {"result.json", "progress.csv"} <= ours
     assert not any(name.startswith("events.out.tfevents") for name in ours)
@@ -49,12 +47,13 @@ def test_only_json_and_csv_inside_and_tune_defaults_outside(
 
 
 @pytest.mark.parametrize("before", [None, "0"])
-def test_the_variable_is_restored(before: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
-    if before is None:
-        monkeypatch.delenv(VARIABLE, raising=False)
-    else:
-        monkeypatch.setenv(VARIABLE, before)
-    with pytest.raises(RuntimeError), without_default_loggers():
-        assert os.environ[VARIABLE] == "1"
+def test_the_environment_is_restored(before: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in SETTINGS:
+        if before is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, before)
+    with pytest.raises(RuntimeError), tune_environment():
+        assert {name: os.environ[name] for name in SETTINGS} == SETTINGS
         raise RuntimeError("a failed run restores it too")
-    assert os.environ.get(VARIABLE) == before
+    assert {name: os.environ.get(name) for name in SETTINGS} == dict.fromkeys(SETTINGS, before)
