@@ -1,7 +1,7 @@
 """Platform overhead: the same trivial trainable swept by bare Ray Tune + OptunaSearch and by
 dmlsweep with full tracking (MLflow parent/child runs, metrics, models, progress), in one run.
 
-    .venv/bin/python benchmarks/bench_overhead.py [--trials 50]
+    .venv/bin/python benchmarks/bench_overhead.py [--trials 50] [--repeats 3]
 
 Goal: dmlsweep / bare <= 1.10 for 50 trials. Both share one local Ray instance (started once,
 not timed), use ASHA with the same settings, TPE with the same seed and reuse_actors=True.
@@ -12,6 +12,7 @@ SQLite (as dmlsweep keeps it), and dmlsweep's end-of-sweep analysis is timed on 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -104,31 +105,57 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--max-epochs", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds; medians are reported")
     args = parser.parse_args()
     import ray
 
     ray.init(include_dashboard=False, log_to_driver=False)
+    times: dict[str, list[float]] = {"bare": [], "bare_db": [], "platform": [], "analysis": []}
     with tempfile.TemporaryDirectory() as tmp:
         # Warm both paths once (imports, Ray worker start) so neither pays a cold start. The
         # warm-up also creates the MLflow and Optuna databases, a one-time cost of a fresh
         # runs directory (about 2 s of schema migrations), as a user's ./dmlsweep-runs is reused.
         bare(2, args.max_epochs, Path(tmp) / "bare")
         platform(2, args.max_epochs, Path(tmp) / "runs", "warm-up")
-        t_bare = bare(args.trials, args.max_epochs, Path(tmp) / "bare")
-        t_bare_db = bare(
-            args.trials, args.max_epochs, Path(tmp) / "bare", optuna_db=Path(tmp) / "bare.db"
-        )
-        t_platform, t_analysis = platform(
-            args.trials, args.max_epochs, Path(tmp) / "runs", "measured"
-        )
-    print(f"\n{args.trials} trials x {args.max_epochs} epochs (quadratic objective)")
-    print(f"bare Ray Tune + OptunaSearch : {t_bare:7.2f} s")
-    print(f"  the same, study in SQLite  : {t_bare_db:7.2f} s   (as dmlsweep keeps it)")
-    print(f"dmlsweep, full tracking      : {t_platform:7.2f} s")
-    print(
-        f"  of which the analysis      : {t_analysis:7.2f} s   (importance and plots, at the end)"
+        # Rounds alternate the sides, so a slow spell of the machine hits them alike.
+        for round_ in range(args.repeats):
+            times["bare"].append(bare(args.trials, args.max_epochs, Path(tmp) / "bare"))
+            times["bare_db"].append(
+                bare(
+                    args.trials,
+                    args.max_epochs,
+                    Path(tmp) / "bare",
+                    optuna_db=Path(tmp) / f"bare-{round_}.db",
+                )
+            )
+            total, analysis = platform(
+                args.trials, args.max_epochs, Path(tmp) / "runs", f"measured-{round_}"
+            )
+            times["platform"].append(total)
+            times["analysis"].append(analysis)
+    median = {k: statistics.median(v) for k, v in times.items()}
+    without_analysis = statistics.median(
+        t - a for t, a in zip(times["platform"], times["analysis"], strict=True)
     )
-    print(f"ratio                        : {t_platform / t_bare:7.3f}   (goal <= 1.10)")
+
+    def line(label: str, key: str, note: str = "") -> None:
+        each = " ".join(f"{t:.2f}" for t in times[key])
+        print(f"{label:<29}: {median[key]:7.2f} s   ({each}){note}")
+
+    print(
+        f"\n{args.trials} trials x {args.max_epochs} epochs (quadratic objective), medians of "
+        f"{args.repeats} rounds"
+    )
+    line("bare Ray Tune + OptunaSearch", "bare")
+    line("  the same, study in SQLite", "bare_db")
+    line("dmlsweep, full tracking", "platform")
+    line("  of which the analysis", "analysis", "  importance and plots, at the end")
+    print(f"{'  dmlsweep without it':<29}: {without_analysis:7.2f} s")
+    print(
+        f"ratio                        : {median['platform'] / median['bare']:7.3f}   "
+        "(goal <= 1.10)"
+    )
+    print(f"  without the analysis       : {without_analysis / median['bare']:7.3f}")
 
 
 if __name__ == "__main__":

@@ -16,17 +16,17 @@ from dmlsweep.errors import DmlsweepError
 from dmlsweep.secrets import mask
 
 if TYPE_CHECKING:
-    import optuna
+    from dmlsweep.optuna_storage import SoleWriterStorage
 
 _SQLITE = "sqlite:///"
 
 
-def open_optuna_storage(url: str) -> optuna.storages.RDBStorage:
-    """Optuna's RDB storage for ``url`` (pickled without its password); SQLite files get
-    write-ahead logging."""
+def open_optuna_storage(url: str) -> SoleWriterStorage:
+    """The sweep's Optuna storage for ``url``: the database's (pickled without its password;
+    SQLite files get write-ahead logging), read from an in-memory copy."""
     from sqlalchemy import event
 
-    from dmlsweep.optuna_storage import MaskedRDBStorage
+    from dmlsweep.optuna_storage import MaskedRDBStorage, SoleWriterStorage
 
     try:
         storage = MaskedRDBStorage(url)
@@ -42,7 +42,7 @@ def open_optuna_storage(url: str) -> optuna.storages.RDBStorage:
             cursor.close()
 
         storage.engine.dispose()  # reconnect with the pragmas
-    return storage
+    return SoleWriterStorage(storage)
 
 
 def prepare_sqlite_tracking(uri: str) -> None:

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     import optuna
     from ray.tune.experiment import Trial
 
+    from dmlsweep.optuna_storage import SoleWriterStorage
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -471,7 +473,7 @@ def _import_end_of_sweep() -> None:
     plotting_modules()
 
 
-def _open_stores(tracking_uri: str, storage_url: str | None) -> optuna.storages.RDBStorage | None:
+def _open_stores(tracking_uri: str, storage_url: str | None) -> SoleWriterStorage | None:
     """Open the Optuna storage (``None``: no study) and MLflow's store: on a new runs directory
     both create their schema, seconds of work that needs no Ray."""
     from mlflow.tracking import MlflowClient
