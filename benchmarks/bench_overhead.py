@@ -33,13 +33,18 @@ def quadratic_space(trial: optuna.Trial, *, max_epochs: int) -> dict:
     return {"max_epochs": max_epochs, "seed": 0, "objective": "quadratic"}
 
 
-def bare(trials: int, max_epochs: int, storage: Path, *, optuna_db: Path | None = None) -> float:
-    """Bare Tune + OptunaSearch; the study in memory, or persisted in SQLite at ``optuna_db``."""
+def bare(
+    trials: int, max_epochs: int, storage: Path, *, optuna_db: Path | None = None
+) -> tuple[float, int]:
+    """Bare Tune + OptunaSearch, searching as dmlsweep does (the same seeded TPE, the space's
+    defaults as the first trial); the study in memory, or persisted in SQLite at
+    ``optuna_db``. Seconds, and the epochs the trials ran."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
     from dmlsweep.databases import open_optuna_storage
+    from dmlsweep.spaces import load_space
     from trainables.quadratic import train
 
     tuner = tune.Tuner(
@@ -54,6 +59,7 @@ def bare(trials: int, max_epochs: int, storage: Path, *, optuna_db: Path | None 
                 metric="val/score",
                 mode="max",
                 seed=0,
+                points_to_evaluate=[load_space("quadratic").defaults()],
                 **(
                     {"storage": open_optuna_storage(f"sqlite:///{optuna_db}"), "study_name": "bare"}
                     if optuna_db
@@ -70,12 +76,14 @@ def bare(trials: int, max_epochs: int, storage: Path, *, optuna_db: Path | None 
         ),
     )
     tic = time.perf_counter()
-    tuner.fit()
-    return time.perf_counter() - tic
+    results = tuner.fit()
+    seconds = time.perf_counter() - tic
+    return seconds, sum(int(r.metrics["training_iteration"]) for r in results)
 
 
-def platform(trials: int, max_epochs: int, runs_dir: Path, name: str) -> tuple[float, float]:
-    """Seconds of the whole sweep, and of its end-of-sweep analysis (importance and plots)."""
+def platform(trials: int, max_epochs: int, runs_dir: Path, name: str) -> tuple[float, float, int]:
+    """Seconds of the whole sweep and of its end-of-sweep analysis (importance and plots), and
+    the epochs the trials ran."""
     from dmlsweep import runner
 
     analysis_seconds = 0.0
@@ -89,7 +97,7 @@ def platform(trials: int, max_epochs: int, runs_dir: Path, name: str) -> tuple[f
 
     tic = time.perf_counter()
     with mock.patch.object(runner, "_log_analysis", timed_analysis):
-        runner.run_sweep(
+        outcome = runner.run_sweep(
             runner.SweepOptions(
                 space="quadratic",
                 num_samples=trials,
@@ -98,7 +106,8 @@ def platform(trials: int, max_epochs: int, runs_dir: Path, name: str) -> tuple[f
                 name=name,
             )
         )
-    return time.perf_counter() - tic, analysis_seconds
+    seconds = time.perf_counter() - tic
+    return seconds, analysis_seconds, sum(int(r["epochs"] or 0) for r in outcome.trials)
 
 
 def main() -> None:
@@ -111,6 +120,7 @@ def main() -> None:
 
     ray.init(include_dashboard=False, log_to_driver=False)
     times: dict[str, list[float]] = {"bare": [], "bare_db": [], "platform": [], "analysis": []}
+    epochs: dict[str, list[int]] = {"bare": [], "bare_db": [], "platform": []}
     with tempfile.TemporaryDirectory() as tmp:
         # Warm both paths once (imports, Ray worker start) so neither pays a cold start. The
         # warm-up also creates the MLflow and Optuna databases, a one-time cost of a fresh
@@ -119,20 +129,16 @@ def main() -> None:
         platform(2, args.max_epochs, Path(tmp) / "runs", "warm-up")
         # Rounds alternate the sides, so a slow spell of the machine hits them alike.
         for round_ in range(args.repeats):
-            times["bare"].append(bare(args.trials, args.max_epochs, Path(tmp) / "bare"))
-            times["bare_db"].append(
-                bare(
-                    args.trials,
-                    args.max_epochs,
-                    Path(tmp) / "bare",
-                    optuna_db=Path(tmp) / f"bare-{round_}.db",
-                )
-            )
-            total, analysis = platform(
+            for key, db in (("bare", None), ("bare_db", Path(tmp) / f"bare-{round_}.db")):
+                seconds, ran = bare(args.trials, args.max_epochs, Path(tmp) / "bare", optuna_db=db)
+                times[key].append(seconds)
+                epochs[key].append(ran)
+            total, analysis, ran = platform(
                 args.trials, args.max_epochs, Path(tmp) / "runs", f"measured-{round_}"
             )
             times["platform"].append(total)
             times["analysis"].append(analysis)
+            epochs["platform"].append(ran)
     median = {k: statistics.median(v) for k, v in times.items()}
     without_analysis = statistics.median(
         t - a for t, a in zip(times["platform"], times["analysis"], strict=True)
@@ -140,6 +146,8 @@ def main() -> None:
 
     def line(label: str, key: str, note: str = "") -> None:
         each = " ".join(f"{t:.2f}" for t in times[key])
+        if key in epochs:  # ASHA's stops depend on the order trials finish in
+            note = f"   epochs run: {' '.join(map(str, epochs[key]))}"
         print(f"{label:<29}: {median[key]:7.2f} s   ({each}){note}")
 
     print(
