@@ -167,8 +167,10 @@ def test_population_based_training_mutates_running_trials(tmp_path: Path, ray_ad
         assert moved
         for key in moved:
             history = client.get_metric_history(run.info.run_id, f"config/{key}")
-            assert (history[0].step, history[0].value) == (0, float(run.data.params[key]))
-            assert history[-1].value == final[key]
+            assert [m.value for m in history if m.step == 0] == [float(run.data.params[key])]
+            # The current value is charted too (at the step it took effect; an exploit restarts
+            # from another trial's checkpoint, so steps may go back).
+            assert final[key] in {m.value for m in history if m.step > 0}
             assert 2 <= len(history) <= int(run.data.tags["dmlsweep.config_changes"]) + 1
 
 
