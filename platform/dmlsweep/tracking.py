@@ -96,10 +96,7 @@ class MlflowTracking(Callback):
         self.client = MlflowClient(tracking_uri)
         self.trial_runs: dict[str, str] = {}  # Tune trial id -> MLflow run id
         self._trial_nodes: dict[str, str] = {}  # Tune trial id -> Ray node id last seen
-        self._trial_configs: dict[str, dict[str, Any]] = {}  # Tune trial id -> starting config
-        self._latest_configs: dict[str, dict[str, Any]] = {}  # after a change, the current one
-        self._config_change_counts: dict[str, int] = {}
-        self._moved_keys: dict[str, set[str]] = {}  # numeric keys that moved from the start
+        self._configs: dict[str, _ConfigHistory] = {}  # Tune trial id -> its hyperparameters
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow")
         self._pending: list[Future[Any]] = []
 
@@ -181,7 +178,7 @@ class MlflowTracking(Callback):
         if trial.trial_id in self.trial_runs:
             return
         self.trial_runs[trial.trial_id] = ""  # being created on the logging thread
-        self._trial_configs[trial.trial_id] = dict(trial.config)
+        self._configs[trial.trial_id] = _ConfigHistory(dict(trial.config))
         self._submit(
             self._create_trial_run,
             trial.trial_id,
@@ -220,9 +217,9 @@ class MlflowTracking(Callback):
             # A trial rescheduled after a node loss shows where it ran last.
             self._trial_nodes[trial.trial_id] = node
             tags.append(RunTag("ray.node_id", str(node)))
-        changed = self._config_changes(trial, step=step, now=now)
-        metrics += changed.metrics
-        tags += changed.tags
+        config_metrics, config_tags = self._config_changes(trial, step=step, now=now)
+        metrics += config_metrics
+        tags += config_tags
         if metrics or tags:
             self._submit_for(
                 trial.trial_id,
@@ -232,33 +229,34 @@ class MlflowTracking(Callback):
                 what=f"epoch {step} of trial {trial.trial_id}",
             )
 
-    def _config_changes(self, trial: Trial, *, step: int, now: int) -> _ConfigChange:
+    def _config_changes(
+        self, trial: Trial, *, step: int, now: int
+    ) -> tuple[list[Metric], list[RunTag]]:
         """A trial's hyperparameters changed while it ran (PBT's explore step). The run's params
         keep the values it started with; the schedule goes beside them: a ``config/<name>``
         metric for each numeric value that moved (its starting value at step 0), and tags with
         the current configuration and the number of changes."""
-        started = self._trial_configs.get(trial.trial_id)
+        history = self._configs.get(trial.trial_id)
         current = dict(trial.config)
-        if started is None or current == self._latest_configs.get(trial.trial_id, started):
-            return _ConfigChange([], [])
-        self._latest_configs[trial.trial_id] = current
-        changes = self._config_change_counts.get(trial.trial_id, 0) + 1
-        self._config_change_counts[trial.trial_id] = changes
-        moved = self._moved_keys.setdefault(trial.trial_id, set())
+        if history is None or current == history.latest:
+            return [], []
+        history.latest = current
+        history.changes += 1
+        started = history.started
         metrics = []
         for key, value in sorted(current.items()):
             if not (_is_number(value) and _is_number(started.get(key))):
                 continue
-            if key not in moved and value != started[key]:
-                moved.add(key)
+            if key not in history.moved and value != started[key]:
+                history.moved.add(key)
                 metrics.append(Metric(f"config/{key}", float(started[key]), now, 0))
-            if key in moved:
+            if key in history.moved:
                 metrics.append(Metric(f"config/{key}", float(value), now, step))
         tags = [
             RunTag("dmlsweep.config", _param_value(json.dumps(current, default=str))),
-            RunTag("dmlsweep.config_changes", str(changes)),
+            RunTag("dmlsweep.config_changes", str(history.changes)),
         ]
-        return _ConfigChange(metrics, tags)
+        return metrics, tags
 
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
@@ -429,10 +427,17 @@ class MlflowTracking(Callback):
                 delay = min(2 * delay, 30.0)
 
 
-@dataclass(frozen=True)
-class _ConfigChange:
-    metrics: list[Metric]
-    tags: list[RunTag]
+@dataclass
+class _ConfigHistory:
+    """A trial's hyperparameters as it started, as they are now, and how often they changed."""
+
+    started: dict[str, Any]
+    changes: int = 0
+    moved: set[str] = field(default_factory=set)  # numeric keys that left their start value
+    latest: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.latest = self.started
 
 
 def _is_number(value: Any) -> bool:
