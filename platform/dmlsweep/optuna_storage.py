@@ -86,11 +86,11 @@ class SoleWriterStorage(optuna.storages.BaseStorage):
         return str(getattr(self.backend, "url", ""))
 
     # -- the in-memory copy ---------------------------------------------------------------
-    def _mirrored(self, study_id: int) -> bool:
-        """Whether ``study_id`` is served from memory; copies it from the database first."""
+    def _copy_study(self, study_id: int) -> None:
+        """Copy ``study_id`` from the database into memory, unless it is there already."""
         with self._lock:
             if study_id in self._studies:
-                return True
+                return
             name = self.backend.get_study_name_from_id(study_id)
             self._create_study_copy(study_id, self.backend.get_study_directions(study_id), name)
             for key, value in self.backend.get_study_user_attrs(study_id).items():
@@ -99,23 +99,24 @@ class SoleWriterStorage(optuna.storages.BaseStorage):
                 self._memory.set_study_system_attr(study_id, key, value)
             for trial in self.backend.get_all_trials(study_id, deepcopy=False):
                 self._copy_trial(study_id, trial)
-            return True
 
     def _create_study_copy(self, study_id: int, directions: Sequence[Any], name: str) -> None:
         # The copy takes the database's ids, so the trials it hands out carry them.
         self._memory._max_study_id = study_id - 1
-        assert self._memory.create_new_study(directions, study_name=name) == study_id
+        _check_same_id(self._memory.create_new_study(directions, study_name=name), study_id)
         self._studies.add(study_id)
 
     def _copy_trial(self, study_id: int, trial: FrozenTrial) -> None:
         self._memory._max_trial_id = trial._trial_id - 1
-        assert self._memory.create_new_trial(study_id, template_trial=trial) == trial._trial_id
+        copied = self._memory.create_new_trial(study_id, template_trial=trial)
+        _check_same_id(copied, trial._trial_id)
         self._trials[trial._trial_id] = study_id
         for name, distribution in trial.distributions.items():
             self._distributions.setdefault((study_id, name), distribution)
 
     def _reader(self, *, study_id: int | None = None, trial_id: int | None = None) -> Any:
-        if study_id is not None and self._mirrored(study_id):
+        if study_id is not None:
+            self._copy_study(study_id)
             return self._memory
         return self._memory if trial_id in self._trials else self.backend
 
@@ -174,7 +175,8 @@ class SoleWriterStorage(optuna.storages.BaseStorage):
         # from its creation instead of being read again.
         with self._lock:
             trial = self.backend._create_new_trial(study_id, template_trial=template_trial)
-            if self._mirrored(study_id) and trial._trial_id not in self._trials:
+            self._copy_study(study_id)  # a study copied now holds the new trial already
+            if trial._trial_id not in self._trials:
                 self._copy_trial(study_id, trial)
             return trial._trial_id
 
@@ -242,3 +244,8 @@ class SoleWriterStorage(optuna.storages.BaseStorage):
             getattr(self.backend, method)(trial_id, *args)
             if trial_id in self._trials:
                 getattr(self._memory, method)(trial_id, *args)
+
+
+def _check_same_id(copied: int, database: int) -> None:
+    if copied != database:  # Optuna's in-memory storage no longer numbers as it did
+        raise RuntimeError(f"the in-memory copy gave id {copied} to the database's {database}")
