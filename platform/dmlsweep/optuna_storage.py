@@ -1,22 +1,28 @@
 """The sweep's Optuna storage: the database's, pickled without its password, read from memory.
 
-Ray Tune pickles the searcher, and with it the study's storage, into the experiment state it
-writes next to the results (possibly a shared bucket). The pickle keeps the URL with its
-password masked; unpickling (a resumed driver) takes the real URL from this process's
-registry, filled when the driver opens the storage from ``--storage`` or the environment.
+``MaskedRDBStorage``: Ray Tune pickles the searcher, and with it the study's storage, into the
+experiment state it writes next to the results (possibly a shared bucket). The pickle keeps the
+URL with its password masked; unpickling (a resumed driver) takes the real URL from this
+process's registry, filled when the driver opens the storage from ``--storage`` or the
+environment.
+
+``SoleWriterStorage`` wraps it for the sweep's driver: writes go to the database, reads come
+from an in-memory copy of the study.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Container, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
-from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
+
+if TYPE_CHECKING:
+    from optuna.study._frozen import FrozenStudy
 
 from dmlsweep.errors import DmlsweepError
 from dmlsweep.secrets import mask
