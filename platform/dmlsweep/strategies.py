@@ -138,9 +138,7 @@ def build_sampler(strategy: Strategy, *, seed: int) -> optuna.samplers.BaseSampl
     seed = strategy.seed_of_sampler(seed)
     # Only when set: each sampler keeps its own default otherwise.
     startup: dict[str, Any] = (
-        {"n_startup_trials": strategy.n_startup_trials}
-        if strategy.n_startup_trials is not None
-        else {}
+        {"n_startup_trials": strategy.startup_trials} if strategy.startup_trials is not None else {}
     )
     if strategy.searcher == "tpe":
         return optuna.samplers.TPESampler(seed=seed, **startup)

@@ -237,10 +237,9 @@ class MlflowTracking(Callback):
         metric for each numeric value that moved (its starting value at step 0), and tags with
         the current configuration and the number of changes."""
         history = self._configs.get(trial.trial_id)
-        current = dict(trial.config)
-        if history is None or current == history.latest:
+        if history is None or trial.config == history.latest:  # every result: no copy
             return [], []
-        history.latest = current
+        current = history.latest = dict(trial.config)
         history.changes += 1
         started = history.started
         metrics = []

@@ -50,6 +50,11 @@ def test_flag_beats_space_file_beats_default(tmp_path: Path) -> None:
         ("searcher: {algo: tpe}\n", "searcher.algo: unknown key"),
         ("scheduler: {algorithm: asha, reduction_factor: 1}\n", "reduction_factor must be >= 2"),
         ("scheduler: {algorithm: asha, grace_period: 0}\n", "grace_period needs a positive"),
+        ("searcher: {algorithm: tpe, n_startup_trials: 0}\n", "n_startup_trials needs an integer"),
+        ("searcher: {algorithm: tpe, n_startup_trials: 2.5}\n", "n_startup_trials needs"),
+        ("searcher: {algorithm: tpe, n_startup_trials: true}\n", "n_startup_trials needs"),
+        ("searcher: {algorithm: tpe, seed: -1}\n", "searcher.seed needs an integer >= 0"),
+        ("searcher: {algorithm: tpe, sampler_seed: 1}\n", "searcher.sampler_seed: unknown key"),
     ],
 )
 def test_bad_strategy_names_the_problem(tmp_path: Path, extra: str, message: str) -> None:
@@ -215,18 +220,3 @@ def test_startup_trials_reach_gp_and_cmaes_and_random_ignores_them(tmp_path: Pat
     assert isinstance(build_sampler(random, seed=0), optuna.samplers.RandomSampler)
     assert "sweep/n_startup_trials" not in strategy_params(random, seed=0)
     assert "startup" not in random.describe()
-
-
-@pytest.mark.parametrize(
-    ("extra", "message"),
-    [
-        ("searcher: {algorithm: tpe, n_startup_trials: 0}\n", "n_startup_trials needs an integer"),
-        ("searcher: {algorithm: tpe, n_startup_trials: 2.5}\n", "n_startup_trials needs"),
-        ("searcher: {algorithm: tpe, n_startup_trials: true}\n", "n_startup_trials needs"),
-        ("searcher: {algorithm: tpe, seed: -1}\n", "searcher.seed needs an integer >= 0"),
-        ("searcher: {algorithm: tpe, sampler_seed: 1}\n", "searcher.sampler_seed: unknown key"),
-    ],
-)
-def test_bad_searcher_settings_name_the_problem(tmp_path: Path, extra: str, message: str) -> None:
-    with pytest.raises(SpaceError, match=message):
-        resolve_strategy(load_space(str(space_with(tmp_path, extra))))
