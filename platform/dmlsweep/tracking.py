@@ -3,9 +3,14 @@
 Everything is logged from the Ray driver through a Tune callback, so trials need no tracking
 credentials and the child-run status is exactly what Ray decided: FINISHED (ran every epoch),
 KILLED (stopped early by the scheduler: Optuna's PRUNED), FAILED (raised). MLflow calls run
-on one background thread, in order, so logging never blocks Tune's event loop; a call that
-fails (the server restarting) is retried with backoff for ``retry_seconds``, and what still
-could not be tracked is named in a warning (the metrics stay in Ray Tune's results).
+on one background thread, so logging never blocks Tune's event loop. That thread logs what
+gathered over the last ``BATCH_SECONDS`` in one batch per trial: each MLflow call costs
+milliseconds of the driver's CPU whatever it carries, and a sweep of short trials would
+otherwise spend more of it on tracking than on scheduling (a trial's run then takes three
+calls: create, one batch of params, metrics and tags, end). Metrics reach MLflow at most
+``BATCH_SECONDS`` after Tune has them. A call that fails (the server restarting) is retried
+with backoff for ``retry_seconds``, and what still could not be tracked is named in a warning
+(the metrics stay in Ray Tune's results).
 
 A resumed sweep adopts the child runs its trials already have, found by their
 ``dmlsweep.trial_id`` tag, so no trial is ever tracked twice.
@@ -17,6 +22,7 @@ import json
 import logging
 import math
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -45,6 +51,7 @@ MLFLOW_STATUS = {
     TrialState.FAIL: "FAILED",
 }
 _PARAM_LIMIT = 6000  # MLflow's maximum parameter value length
+BATCH_SECONDS = 1.0  # how long the logging thread gathers before it logs
 
 
 @dataclass(frozen=True)
@@ -97,19 +104,26 @@ class MlflowTracking(Callback):
         self.trial_runs: dict[str, str] = {}  # Tune trial id -> MLflow run id
         self._trial_nodes: dict[str, str] = {}  # Tune trial id -> Ray node id last seen
         self._configs: dict[str, _ConfigHistory] = {}  # Tune trial id -> its hyperparameters
+        self._start_logging_thread()
+
+    def _start_logging_thread(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow")
         self._pending: list[Future[Any]] = []
+        self._lock = threading.Lock()  # guards _batch between Tune's loop and the thread
+        self._batch: dict[str, _TrialBatch] = {}  # Tune trial id -> what its run awaits
+        self._batch_queued = False  # a drain of _batch is queued on the thread
+        self._log_now = threading.Event()  # flush(): stop gathering, log at once
 
     def __getstate__(self) -> dict[str, Any]:
-        # Tune pickles its callbacks with the experiment state: leave the thread pool behind.
+        # Tune pickles its callbacks with the experiment state: leave the thread behind.
         state = self.__dict__.copy()
-        state["_pool"] = None
-        state["_pending"] = []
+        for name in ("_pool", "_pending", "_lock", "_batch", "_batch_queued", "_log_now"):
+            del state[name]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow")
+        self._start_logging_thread()
 
     # -- parent run -----------------------------------------------------------------------
     def start_parent(self) -> str:
@@ -179,14 +193,13 @@ class MlflowTracking(Callback):
             return
         self.trial_runs[trial.trial_id] = ""  # being created on the logging thread
         self._configs[trial.trial_id] = _ConfigHistory(dict(trial.config))
-        self._submit(
-            self._create_trial_run,
-            trial.trial_id,
-            dict(trial.config),
-            what=f"the run of trial {trial.trial_id}",
-        )
+        with self._lock:
+            batch = self._batch_of(trial.trial_id)
+            batch.create = True
+            batch.params = [Param(k, _param_value(v)) for k, v in sorted(trial.config.items())]
+            batch.what.append("its run")
 
-    def _create_trial_run(self, trial_id: str, config: dict[str, Any]) -> None:
+    def _create_trial_run(self, trial_id: str) -> None:
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"{self.record.name}-{trial_id}",
@@ -198,8 +211,6 @@ class MlflowTracking(Callback):
             },
         )
         self.trial_runs[trial_id] = run.info.run_id
-        params = [Param(k, _param_value(v)) for k, v in sorted(config.items())]
-        self.client.log_batch(run.info.run_id, params=params)
 
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
@@ -221,13 +232,11 @@ class MlflowTracking(Callback):
         metrics += config_metrics
         tags += config_tags
         if metrics or tags:
-            self._submit_for(
-                trial.trial_id,
-                self.client.log_batch,
-                metrics=metrics,
-                tags=tags,
-                what=f"epoch {step} of trial {trial.trial_id}",
-            )
+            with self._lock:
+                batch = self._batch_of(trial.trial_id)
+                batch.metrics += metrics
+                batch.tags.update((tag.key, tag.value) for tag in tags)
+                batch.what.append(f"epoch {step}")
 
     def _config_changes(
         self, trial: Trial, *, step: int, now: int
@@ -275,18 +284,15 @@ class MlflowTracking(Callback):
     def _end_trial(self, trial: Trial, state: TrialState) -> None:
         if trial.trial_id not in self.trial_runs:
             return
-        what = f"the end of trial {trial.trial_id}"
-        tags = [RunTag("dmlsweep.state", state.name)]
-        if state is TrialState.FAIL:
-            tags.append(RunTag("dmlsweep.error", _error_text(trial)[:5000]))
-        self._submit_for(trial.trial_id, self.client.log_batch, tags=tags, what=what)
-        if state is TrialState.FAIL and trial.error_file:
-            self._submit_for(
-                trial.trial_id, _log_file_if_exists, trial.error_file, client=self.client, what=what
-            )
-        self._submit_for(
-            trial.trial_id, self.client.set_terminated, MLFLOW_STATUS[state], what=what
-        )
+        with self._lock:
+            batch = self._batch_of(trial.trial_id)
+            batch.tags["dmlsweep.state"] = state.name
+            if state is TrialState.FAIL:
+                batch.tags["dmlsweep.error"] = _error_text(trial)[:5000]
+                if trial.error_file:
+                    batch.error_file = trial.error_file
+            batch.status = MLFLOW_STATUS[state]
+            batch.what.append("its end")
 
     def ranked_trials(self, trials: list[Trial]) -> list[Trial]:
         """Completed trials, best first."""
@@ -374,34 +380,65 @@ class MlflowTracking(Callback):
                 self.client.set_terminated(run.info.run_id, "FAILED")
 
     def flush(self) -> None:
-        for future in self._pending:
-            try:
-                future.result()
-            except Exception:
-                logger.exception("an MLflow call failed")
+        """Log everything gathered so far, now, and wait until it is logged."""
+        self._log_now.set()
+        try:
+            for future in self._pending:
+                try:
+                    future.result()
+                except Exception:
+                    logger.exception("an MLflow call failed")
+        finally:
+            self._log_now.clear()
         self._pending.clear()
 
     def _logged_parent_params(self) -> set[str]:
         assert self.parent_run_id is not None
         return set(self.client.get_run(self.parent_run_id).data.params)
 
-    def _submit(self, fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> None:
-        self._pending = [f for f in self._pending if not f.done() or f.exception()]
-        self._pending.append(self._pool.submit(self._retrying, fn, *args, what=what, **kwargs))
+    def _batch_of(self, trial_id: str) -> _TrialBatch:
+        """The trial's batch, with a drain of the batches queued on the logging thread; call
+        with ``_lock`` held."""
+        if not self._batch_queued:
+            self._batch_queued = True
+            self._pending = [f for f in self._pending if not f.done() or f.exception()]
+            self._pending.append(self._pool.submit(self._drain))
+        return self._batch.setdefault(trial_id, _TrialBatch())
 
-    def _submit_for(
-        self, trial_id: str, fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any
-    ) -> None:
-        """Queue ``fn(run_id, *args)`` for the trial's run, resolved when the call runs (the
-        run is created on the same thread, earlier in the queue)."""
+    def _drain(self) -> None:
+        """On the logging thread: gather for ``BATCH_SECONDS`` (less if flushed), then log each
+        trial's batch."""
+        self._log_now.wait(BATCH_SECONDS)
+        with self._lock:
+            batches, self._batch = self._batch, {}
+            self._batch_queued = False
+        for trial_id, batch in batches.items():
+            self._log_batch(trial_id, batch)
 
-        def call() -> None:
-            run_id = self.trial_runs.get(trial_id)
-            if not run_id:
-                raise DmlsweepError(f"trial {trial_id} has no MLflow run")
-            fn(run_id, *args, **kwargs)
-
-        self._submit(call, what=what)
+    def _log_batch(self, trial_id: str, batch: _TrialBatch) -> None:
+        what = f"{', '.join(batch.what)} of trial {trial_id}"
+        if batch.create:
+            self._retrying(self._create_trial_run, trial_id, what=what)
+        run_id = self.trial_runs.get(trial_id)
+        if not run_id:
+            self.untracked.append(what)
+            logger.warning("not tracked in MLflow: %s (the trial has no MLflow run)", what)
+            return
+        tags = [RunTag(key, value) for key, value in batch.tags.items()]
+        self._retrying(
+            self.client.log_batch,
+            run_id,
+            metrics=batch.metrics,
+            params=batch.params,
+            tags=tags,
+            what=what,
+        )
+        if batch.error_file:
+            self._retrying(
+                _log_file_if_exists, run_id, batch.error_file, client=self.client, what=what
+            )
+        if batch.status:
+            self._retrying(self.client.set_terminated, run_id, batch.status, what=what)
 
     def _retrying(self, fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> None:
         """Call ``fn`` until it succeeds or ``retry_seconds`` pass (backoff 0.5 s .. 30 s)."""
@@ -424,6 +461,19 @@ class MlflowTracking(Callback):
                 )
                 time.sleep(delay)
                 delay = min(2 * delay, 30.0)
+
+
+@dataclass
+class _TrialBatch:
+    """What a trial's run awaits from the logging thread, in the order it is logged."""
+
+    create: bool = False  # the run itself, with these params
+    params: list[Param] = field(default_factory=list)
+    metrics: list[Metric] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)  # the latest value of each
+    error_file: str | None = None  # logged under error/
+    status: str | None = None  # the run ends with it
+    what: list[str] = field(default_factory=list)  # named in a warning if it is not tracked
 
 
 @dataclass

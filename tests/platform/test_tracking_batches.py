@@ -1,0 +1,128 @@
+"""The tracking thread logs a trial's events in batches: few MLflow calls per trial, nothing lost,
+nothing reordered, and metrics still reach MLflow within ``BATCH_SECONDS`` without a flush."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from dmlsweep import tracking
+from dmlsweep.tracking import MlflowTracking, SweepRecord
+
+
+def _tracking(tmp_path: Path) -> MlflowTracking:
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text("objective: quadratic\n")
+    record = SweepRecord(
+        name="batches",
+        experiment="dmlsweep-test",
+        objective="quadratic",
+        metric="val/score",
+        mode="max",
+        max_epochs=3,
+        space_file=space_file,
+        params={},
+    )
+    sweep = MlflowTracking(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", record=record)
+    sweep.start_parent()
+    return sweep
+
+
+def _count_calls(sweep: MlflowTracking, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    calls: Counter[str] = Counter()
+    for name in ("create_run", "log_batch", "set_terminated", "set_tag", "log_metric"):
+        method = getattr(sweep.client, name)
+
+        def counted(*args: Any, _method: Any = method, _name: str = name, **kwargs: Any) -> Any:
+            calls[_name] += 1
+            return _method(*args, **kwargs)
+
+        monkeypatch.setattr(sweep.client, name, counted)
+    return calls
+
+
+def _result(step: int, *, node: str = "n1") -> dict[str, Any]:
+    return {"training_iteration": step, "val/score": -1.0 / step, "node_id": node}
+
+
+def test_a_short_trial_takes_three_calls_and_every_value_arrives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep = _tracking(tmp_path)
+    calls = _count_calls(sweep, monkeypatch)
+    trials = [
+        SimpleNamespace(trial_id=f"t{i}", config={"x": i / 10, "kind": "a"}, last_result={})
+        for i in range(3)
+    ]
+    for trial in trials:
+        sweep.on_trial_start(0, [], trial)
+    for step in (1, 2, 3):
+        for trial in trials:
+            trial.last_result = _result(step, node=f"node-{step}")
+            sweep.on_trial_result(step, [], trial, trial.last_result)
+    trials[2].last_result = _result(2)  # stopped early: PRUNED, KILLED in MLflow
+    for trial in trials:
+        sweep.on_trial_complete(3, [], trial)
+    sweep.flush()
+
+    assert calls == {"create_run": 3, "log_batch": 3, "set_terminated": 3}
+    client = MlflowClient(sweep.tracking_uri)
+    for i, trial in enumerate(trials):
+        run = client.get_run(sweep.run_of(trial.trial_id) or "")
+        assert run.data.params == {"x": str(i / 10), "kind": "a"}
+        history = client.get_metric_history(run.info.run_id, "val/score")
+        assert sorted((m.step, m.value) for m in history) == [(s, -1.0 / s) for s in (1, 2, 3)]
+        assert run.data.tags["ray.node_id"] == "node-3"  # the latest of three in one batch
+        assert run.data.tags["dmlsweep.trial_id"] == trial.trial_id
+    statuses = [client.get_run(sweep.run_of(t.trial_id) or "").info.status for t in trials]
+    assert statuses == ["FINISHED", "FINISHED", "KILLED"]
+
+
+def test_metrics_reach_mlflow_without_a_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tracking, "BATCH_SECONDS", 0.2)
+    sweep = _tracking(tmp_path)
+    trial = SimpleNamespace(trial_id="live", config={"x": 0.1}, last_result={})
+    sweep.on_trial_start(0, [], trial)
+    sweep.on_trial_result(1, [], trial, _result(1))
+    client = MlflowClient(sweep.tracking_uri)
+    deadline = time.monotonic() + 30
+    history: list[Any] = []
+    while not history and time.monotonic() < deadline:
+        time.sleep(0.05)
+        run_id = sweep.trial_runs.get("live")
+        history = client.get_metric_history(run_id, "val/score") if run_id else []
+    assert [(m.step, m.value) for m in history] == [(1, -1.0)]
+    # the next epoch, logged while the run exists, arrives as well
+    sweep.on_trial_result(2, [], trial, _result(2))
+    run_id = sweep.trial_runs["live"]
+    while len(history) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        history = client.get_metric_history(run_id, "val/score")
+    assert sorted(m.step for m in history) == [1, 2]
+    assert client.get_run(run_id).info.status == "RUNNING"  # not ended by a batch
+
+
+def test_a_run_that_could_not_be_created_is_named_not_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep = _tracking(tmp_path)
+    sweep.retry_seconds = 0.0
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("tracking server gone")
+
+    monkeypatch.setattr(sweep.client, "create_run", refuse)
+    trial = SimpleNamespace(trial_id="lost", config={"x": 0.1}, last_result=_result(1))
+    sweep.on_trial_start(0, [], trial)
+    sweep.on_trial_result(1, [], trial, trial.last_result)
+    sweep.flush()
+    assert sweep.untracked and all("trial lost" in what for what in sweep.untracked)
+    assert "its run" in sweep.untracked[0] and "epoch 1" in sweep.untracked[0]
