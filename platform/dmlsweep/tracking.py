@@ -360,21 +360,20 @@ class MlflowTracking(Callback):
                 file=sys.stderr,
             )
 
-    def _child_runs(self) -> list[Any]:
+    def _child_runs(self, *, status: str | None = None) -> list[Any]:
+        query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.parent_run_id}'"
+        if status is not None:
+            query += f" and attributes.status = '{status}'"
         return list(
-            self.client.search_runs(
-                [self.experiment_id],
-                filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.parent_run_id}'",
-                max_results=50000,
-            )
+            self.client.search_runs([self.experiment_id], filter_string=query, max_results=50000)
         )
 
     def _fail_lost_runs(self, trials: list[Trial]) -> None:
         """A child run still RUNNING whose trial Tune does not know (its driver died between
         creating the run and saving the trial) ends FAILED, marked as lost."""
         known = {t.trial_id for t in trials}
-        for run in self._child_runs():
-            if run.info.status == "RUNNING" and run.data.tags.get("dmlsweep.trial_id") not in known:
+        for run in self._child_runs(status="RUNNING"):
+            if run.data.tags.get("dmlsweep.trial_id") not in known:
                 self.client.set_tag(run.info.run_id, "dmlsweep.state", "FAIL")
                 self.client.set_tag(run.info.run_id, "dmlsweep.lost", "the sweep's driver died")
                 self.client.set_terminated(run.info.run_id, "FAILED")
