@@ -7,7 +7,10 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dmlsweep.tracking import MlflowTracking
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -72,3 +75,25 @@ def run_cli(
         timeout=timeout,
         env={**inherited, **(env or {})},
     )
+
+
+def local_tracking(tmp_path: Path, *, name: str, max_epochs: int) -> MlflowTracking:
+    """A started ``MlflowTracking`` of a quadratic sweep ``name`` on a SQLite store under
+    ``tmp_path``, for tests that drive its Tune hooks by hand."""
+    from dmlsweep.tracking import MlflowTracking, SweepRecord
+
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text("objective: quadratic\n")
+    record = SweepRecord(
+        name=name,
+        experiment="dmlsweep-test",
+        objective="quadratic",
+        metric="val/score",
+        mode="max",
+        max_epochs=max_epochs,
+        space_file=space_file,
+        params={},
+    )
+    tracking = MlflowTracking(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", record=record)
+    tracking.start_parent()
+    return tracking

@@ -11,27 +11,14 @@ from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
+from support import local_tracking
 
 from dmlsweep import tracking
-from dmlsweep.tracking import MlflowTracking, SweepRecord
+from dmlsweep.tracking import MlflowTracking
 
 
 def _tracking(tmp_path: Path) -> MlflowTracking:
-    space_file = tmp_path / "space.yaml"
-    space_file.write_text("objective: quadratic\n")
-    record = SweepRecord(
-        name="batches",
-        experiment="dmlsweep-test",
-        objective="quadratic",
-        metric="val/score",
-        mode="max",
-        max_epochs=3,
-        space_file=space_file,
-        params={},
-    )
-    sweep = MlflowTracking(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", record=record)
-    sweep.start_parent()
-    return sweep
+    return local_tracking(tmp_path, name="batches", max_epochs=3)
 
 
 def _count_calls(sweep: MlflowTracking, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:

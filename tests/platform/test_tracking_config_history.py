@@ -8,26 +8,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from mlflow.tracking import MlflowClient
+from support import local_tracking
 
-from dmlsweep.tracking import MlflowTracking, SweepRecord
+from dmlsweep.tracking import MlflowTracking
 
 
 def _tracking(tmp_path: Path) -> MlflowTracking:
-    space_file = tmp_path / "space.yaml"
-    space_file.write_text("objective: quadratic\n")
-    record = SweepRecord(
-        name="pbt-history",
-        experiment="dmlsweep-test",
-        objective="quadratic",
-        metric="val/score",
-        mode="max",
-        max_epochs=6,
-        space_file=space_file,
-        params={},
-    )
-    tracking = MlflowTracking(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", record=record)
-    tracking.start_parent()
-    return tracking
+    return local_tracking(tmp_path, name="pbt-history", max_epochs=6)
 
 
 def _epoch(tracking: MlflowTracking, trial: SimpleNamespace, step: int) -> None:

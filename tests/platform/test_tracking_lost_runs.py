@@ -8,25 +8,12 @@ from types import SimpleNamespace
 
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-
-from dmlsweep.tracking import MlflowTracking, SweepRecord
+from support import local_tracking
 
 
 def test_only_unknown_running_child_runs_are_failed_as_lost(tmp_path: Path) -> None:
-    space_file = tmp_path / "space.yaml"
-    space_file.write_text("objective: quadratic\n")
-    record = SweepRecord(
-        name="lost-runs",
-        experiment="dmlsweep-test",
-        objective="quadratic",
-        metric="val/score",
-        mode="max",
-        max_epochs=2,
-        space_file=space_file,
-        params={},
-    )
-    sweep = MlflowTracking(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", record=record)
-    parent = sweep.start_parent()
+    sweep = local_tracking(tmp_path, name="lost-runs", max_epochs=2)
+    parent = sweep.parent_run_id
     client = MlflowClient(sweep.tracking_uri)
 
     def child(trial_id: str, status: str | None) -> str:
