@@ -26,7 +26,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +35,11 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from mlflow.utils.validation import (
+    MAX_ENTITIES_PER_BATCH,
+    MAX_METRICS_PER_BATCH,
+    MAX_PARAMS_TAGS_PER_BATCH,
+)
 from optuna.trial import TrialState
 from ray.tune import Callback
 from ray.tune.experiment import Trial
@@ -424,14 +429,16 @@ class MlflowTracking(Callback):
             logger.warning("not tracked in MLflow: %s (the trial has no MLflow run)", what)
             return
         tags = [RunTag(key, value) for key, value in batch.tags.items()]
-        self._retrying(
-            self.client.log_batch,
-            run_id,
-            metrics=batch.metrics,
-            params=batch.params,
-            tags=tags,
-            what=what,
-        )
+        # MLflow's own split of a large batch would retry its parts that got through.
+        for metrics, params, tags_part in _within_limits(batch.metrics, batch.params, tags):
+            self._retrying(
+                self.client.log_batch,
+                run_id,
+                metrics=metrics,
+                params=params,
+                tags=tags_part,
+                what=what,
+            )
         if batch.error_file:
             self._retrying(
                 _log_file_if_exists, run_id, batch.error_file, client=self.client, what=what
@@ -486,6 +493,20 @@ class _ConfigHistory:
 
     def __post_init__(self) -> None:
         self.latest = self.started
+
+
+def _within_limits(
+    metrics: list[Metric], params: list[Param], tags: list[RunTag]
+) -> Iterator[tuple[list[Metric], list[Param], list[RunTag]]]:
+    """The parts of a batch that MLflow takes in one call (its per-call limits)."""
+    while metrics or params or tags:
+        params_part, params = params[:MAX_PARAMS_TAGS_PER_BATCH], params[MAX_PARAMS_TAGS_PER_BATCH:]
+        tags_part, tags = tags[:MAX_PARAMS_TAGS_PER_BATCH], tags[MAX_PARAMS_TAGS_PER_BATCH:]
+        room = min(
+            MAX_METRICS_PER_BATCH, MAX_ENTITIES_PER_BATCH - len(params_part) - len(tags_part)
+        )
+        metrics_part, metrics = metrics[:room], metrics[room:]
+        yield metrics_part, params_part, tags_part
 
 
 def _is_number(value: Any) -> bool:

@@ -113,3 +113,58 @@ def test_a_run_that_could_not_be_created_is_named_not_raised(
     sweep.flush()
     assert sweep.untracked and all("trial lost" in what for what in sweep.untracked)
     assert "its run" in sweep.untracked[0] and "epoch 1" in sweep.untracked[0]
+
+
+def test_a_large_batch_is_split_within_mlflow_limits() -> None:
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.utils.validation import (
+        MAX_ENTITIES_PER_BATCH,
+        MAX_METRICS_PER_BATCH,
+        MAX_PARAMS_TAGS_PER_BATCH,
+    )
+
+    metrics = [Metric(f"m/{i % 7}", float(i), 0, i) for i in range(2345)]
+    params = [Param(f"p{i}", str(i)) for i in range(150)]
+    tags = [RunTag(f"t{i}", str(i)) for i in range(230)]
+    parts = list(tracking._within_limits(metrics, params, tags))
+    for m, p, t in parts:
+        assert len(p) <= MAX_PARAMS_TAGS_PER_BATCH and len(t) <= MAX_PARAMS_TAGS_PER_BATCH
+        assert (
+            len(m) <= MAX_METRICS_PER_BATCH and len(m) + len(p) + len(t) <= MAX_ENTITIES_PER_BATCH
+        )
+        assert m or p or t
+    assert [x for m, _, _ in parts for x in m] == metrics  # all of them, in order
+    assert [x for _, p, _ in parts for x in p] == params
+    assert [x for _, _, t in parts for x in t] == tags
+    assert list(tracking._within_limits([], [], [])) == []
+
+
+def test_a_failed_part_of_a_large_batch_is_retried_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep = _tracking(tmp_path)
+    log_batch = sweep.client.log_batch
+    calls = Counter[str]()
+
+    def second_call_fails_once(*args: Any, **kwargs: Any) -> Any:
+        calls["log_batch"] += 1
+        if calls["log_batch"] == 2:
+            raise ConnectionError("server restarting")
+        return log_batch(*args, **kwargs)
+
+    monkeypatch.setattr(sweep.client, "log_batch", second_call_fails_once)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)  # the retry's backoff
+    trial = SimpleNamespace(trial_id="big", config={"x": 0.1}, last_result={})
+    sweep.on_trial_start(0, [], trial)
+    many = {f"val/m{i}": float(i) for i in range(700)}  # 1400 metrics over two epochs
+    sweep.on_trial_result(1, [], trial, {"training_iteration": 1, **many})
+    sweep.on_trial_result(2, [], trial, {"training_iteration": 2, **many})
+    sweep.flush()
+
+    assert calls["log_batch"] == 3  # two parts, the second one twice
+    assert not sweep.untracked
+    client = MlflowClient(sweep.tracking_uri)
+    run_id = sweep.run_of("big") or ""
+    for key in ("val/m0", "val/m350", "val/m699"):
+        history = client.get_metric_history(run_id, key)
+        assert sorted(m.step for m in history) == [1, 2], key  # once each: no duplicates
