@@ -3,16 +3,20 @@
 Everything is logged from the Ray driver through a Tune callback, so trials need no tracking
 credentials and the child-run status is exactly what Ray decided: FINISHED (ran every epoch),
 KILLED (stopped early by the scheduler: Optuna's PRUNED), FAILED (raised). MLflow calls run
-on one background thread, so logging never blocks Tune's event loop. That thread logs what
-gathered over the last ``BATCH_SECONDS`` in one batch per trial: each MLflow call costs
-milliseconds of the driver's CPU whatever it carries, and a sweep of short trials would
-otherwise spend more of it on tracking than on scheduling (a trial's run then takes three
-calls: create, one batch of params, metrics and tags, end). Metrics reach MLflow at most
-``BATCH_SECONDS`` after Tune has them. A call that fails (the server restarting) is retried
-with backoff for ``retry_seconds``, and what still could not be tracked is named in a warning
+on one background thread, so logging never blocks Tune's event loop. That thread gathers
+for ``BATCH_SECONDS`` from the first event, then logs one batch per trial: each MLflow call
+costs milliseconds of the driver's CPU whatever it carries, and a sweep of short trials would
+otherwise spend more of it on tracking than on scheduling (a short trial's run takes three
+calls: create; params, metrics and tags; end). Metrics reach MLflow about ``BATCH_SECONDS``
+after Tune has them, later while the server is slow or down: a call that fails is retried
+with backoff for ``retry_seconds``; one that MLflow refuses (a 4xx answer, such as a metric
+name it does not allow) is not retried, and a refused batch is logged entry by entry so that
+only the refused entries are lost. What could not be tracked is named in a warning at the end
 (the metrics stay in Ray Tune's results).
 
-A resumed sweep adopts the child runs its trials already have, found by their
+Tune saves what is gathered but not yet logged with every snapshot of its experiment
+(``get_state``): a resumed sweep logs it first, so a driver that dies loses nothing that Tune
+itself kept. It adopts the child runs its trials already have, found by their
 ``dmlsweep.trial_id`` tag, so no trial is ever tracked twice.
 """
 
@@ -33,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from mlflow.utils.validation import (
@@ -111,18 +116,22 @@ class MlflowTracking(Callback):
         self._configs: dict[str, _ConfigHistory] = {}  # Tune trial id -> its hyperparameters
         self._start_logging_thread()
 
+    _THREAD_STATE = ("_pool", "_pending", "_lock", "_batch", "_since", "_logging", "_log_now")
+
     def _start_logging_thread(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow")
         self._pending: list[Future[Any]] = []
-        self._lock = threading.Lock()  # guards _batch between Tune's loop and the thread
+        self._lock = threading.Lock()  # guards the batches between Tune's loop and the thread
         self._batch: dict[str, _TrialBatch] = {}  # Tune trial id -> what its run awaits
-        self._batch_queued = False  # a drain of _batch is queued on the thread
+        self._since: float | None = None  # when _batch's first event came (None: empty)
+        self._logging: dict[str, _TrialBatch] = {}  # taken by the thread, not yet logged
         self._log_now = threading.Event()  # flush(): stop gathering, log at once
+        self._restored: list[tuple[str, _TrialBatch]] = []  # a dead driver's, to log first
 
     def __getstate__(self) -> dict[str, Any]:
-        # Tune pickles its callbacks with the experiment state: leave the thread behind.
+        # Tune pickles its callbacks with the Tuner: leave the thread behind.
         state = self.__dict__.copy()
-        for name in ("_pool", "_pending", "_lock", "_batch", "_batch_queued", "_log_now"):
+        for name in self._THREAD_STATE:
             del state[name]
         return state
 
@@ -173,8 +182,23 @@ class MlflowTracking(Callback):
 
     # -- Tune hooks ---------------------------------------------------------------------------
     def setup(self, **info: Any) -> None:  # type: ignore[override]  # Tune passes keywords
-        """Also runs when a resumed sweep starts: adopt the trials' existing child runs."""
+        """Also runs when a resumed sweep starts: adopt the trials' existing child runs, then
+        log what the dead driver had not (``set_state`` ran before)."""
         self.adopt_child_runs()
+        restored, self._restored = self._restored, []
+        with self._lock:
+            for trial_id, batch in restored:
+                self._batch_of(trial_id).add(batch)
+
+    def get_state(self) -> dict[str, Any]:
+        """Saved by Tune with every snapshot of its experiment: what MLflow has not got yet.
+        Never empty (``{"unlogged": []}``): Tune would keep an older, staler file instead."""
+        with self._lock:
+            unlogged = [*self._logging.items(), *self._batch.items()]
+        return {"unlogged": unlogged}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._restored = list(state.get("unlogged", []))
 
     def adopt_child_runs(self) -> None:
         if self.parent_run_id is None:
@@ -403,26 +427,33 @@ class MlflowTracking(Callback):
     def _batch_of(self, trial_id: str) -> _TrialBatch:
         """The trial's batch, with a drain of the batches queued on the logging thread; call
         with ``_lock`` held."""
-        if not self._batch_queued:
-            self._batch_queued = True
+        if self._since is None:
+            self._since = time.monotonic()
             self._pending = [f for f in self._pending if not f.done() or f.exception()]
-            self._pending.append(self._pool.submit(self._drain))
+            self._pending.append(self._pool.submit(self._drain, self._since))
         return self._batch.setdefault(trial_id, _TrialBatch())
 
-    def _drain(self) -> None:
-        """On the logging thread: gather for ``BATCH_SECONDS`` (less if flushed), then log each
-        trial's batch."""
-        self._log_now.wait(BATCH_SECONDS)
+    def _drain(self, since: float) -> None:
+        """On the logging thread: gather until ``BATCH_SECONDS`` after ``since`` (at once if
+        flushed), then log each trial's batch."""
+        self._log_now.wait(max(0.0, since + BATCH_SECONDS - time.monotonic()))
         with self._lock:
-            batches, self._batch = self._batch, {}
-            self._batch_queued = False
-        for trial_id, batch in batches.items():
-            self._log_batch(trial_id, batch)
+            batches, self._batch, self._since = self._batch, {}, None
+            self._logging = dict(batches)
+        try:
+            for trial_id, batch in batches.items():
+                self._log_batch(trial_id, batch)
+                with self._lock:
+                    del self._logging[trial_id]
+        finally:
+            with self._lock:
+                self._logging = {}
 
     def _log_batch(self, trial_id: str, batch: _TrialBatch) -> None:
         what = f"{', '.join(batch.what)} of trial {trial_id}"
-        if batch.create:
-            self._retrying(self._create_trial_run, trial_id, what=what)
+        if batch.create and not self.trial_runs.get(trial_id):  # a resumed one may have it
+            if self._retrying(self._create_trial_run, trial_id, what=what) is not None:
+                return  # named already
         run_id = self.trial_runs.get(trial_id)
         if not run_id:
             self.untracked.append(what)
@@ -430,15 +461,8 @@ class MlflowTracking(Callback):
             return
         tags = [RunTag(key, value) for key, value in batch.tags.items()]
         # MLflow's own split of a large batch would retry its parts that got through.
-        for metrics, params, tags_part in _within_limits(batch.metrics, batch.params, tags):
-            self._retrying(
-                self.client.log_batch,
-                run_id,
-                metrics=metrics,
-                params=params,
-                tags=tags_part,
-                what=what,
-            )
+        for part in _within_limits(batch.metrics, batch.params, tags):
+            self._log_part(run_id, *part, what=what)
         if batch.error_file:
             self._retrying(
                 _log_file_if_exists, run_id, batch.error_file, client=self.client, what=what
@@ -446,19 +470,65 @@ class MlflowTracking(Callback):
         if batch.status:
             self._retrying(self.client.set_terminated, run_id, batch.status, what=what)
 
-    def _retrying(self, fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> None:
-        """Call ``fn`` until it succeeds or ``retry_seconds`` pass (backoff 0.5 s .. 30 s)."""
+    def _log_part(
+        self,
+        run_id: str,
+        metrics: list[Metric],
+        params: list[Param],
+        tags: list[RunTag],
+        *,
+        what: str,
+    ) -> None:
+        error = self._retrying(
+            self.client.log_batch,
+            run_id,
+            metrics=metrics,
+            params=params,
+            tags=tags,
+            what=what,
+            name_failure=False,
+        )
+        if error is None:
+            return
+        if _refused(error) and len(metrics) + len(params) + len(tags) > 1:
+            # One entry MLflow refuses must not take the others with it.
+            for param in params:
+                self._log_part(run_id, [], [param], [], what=f"param {param.key} ({what})")
+            for tag in tags:
+                self._log_part(run_id, [], [], [tag], what=f"tag {tag.key} ({what})")
+            for metric in metrics:
+                self._log_part(
+                    run_id, [metric], [], [], what=f"{metric.key} at step {metric.step} ({what})"
+                )
+        else:
+            self._name_untracked(what, error)
+
+    def _name_untracked(self, what: str, error: Exception) -> None:
+        self.untracked.append(what)
+        logger.warning("not tracked in MLflow: %s (%s)", what, mask(str(error)))
+
+    def _retrying(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        what: str,
+        name_failure: bool = True,
+        **kwargs: Any,
+    ) -> Exception | None:
+        """Call ``fn`` until it succeeds (None), ``retry_seconds`` pass (backoff 0.5 s .. 30 s)
+        or MLflow refuses it (a 4xx answer: the call itself is wrong); then the last error,
+        and (``name_failure``) ``what`` named in the end-of-sweep warning."""
         deadline = time.monotonic() + self.retry_seconds
         delay = 0.5
         while True:
             try:
                 fn(*args, **kwargs)
-                return
+                return None
             except Exception as exc:
-                if time.monotonic() + delay > deadline:
-                    self.untracked.append(what)
-                    logger.warning("not tracked in MLflow: %s (%s)", what, mask(str(exc)))
-                    return
+                if _refused(exc) or time.monotonic() + delay > deadline:
+                    if name_failure:
+                        self._name_untracked(what, exc)
+                    return exc
                 logger.info(
                     "MLflow call for %s failed (%s); retrying in %.1f s",
                     what,
@@ -480,6 +550,16 @@ class _TrialBatch:
     error_file: str | None = None  # logged under error/
     status: str | None = None  # the run ends with it
     what: list[str] = field(default_factory=list)  # named in a warning if it is not tracked
+
+    def add(self, later: _TrialBatch) -> None:
+        """Take in what came after this batch."""
+        self.create = self.create or later.create
+        self.params = self.params or later.params
+        self.metrics += later.metrics
+        self.tags.update(later.tags)
+        self.error_file = later.error_file or self.error_file
+        self.status = later.status or self.status
+        self.what += later.what
 
 
 @dataclass
@@ -507,6 +587,15 @@ def _within_limits(
         )
         metrics_part, metrics = metrics[:room], metrics[room:]
         yield metrics_part, params_part, tags_part
+
+
+def _refused(error: Exception) -> bool:
+    """Whether MLflow refused the call itself (a 4xx answer other than "too many requests"):
+    the same call can never succeed, unlike one that met a server down or restarting."""
+    if not isinstance(error, MlflowException):
+        return False
+    status = error.get_http_status_code()
+    return 400 <= status < 500 and status != 429
 
 
 def _is_number(value: Any) -> bool:

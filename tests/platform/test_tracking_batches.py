@@ -1,8 +1,11 @@
 """The tracking thread logs a trial's events in batches: few MLflow calls per trial, nothing lost,
-nothing reordered, and metrics still reach MLflow within ``BATCH_SECONDS`` without a flush."""
+nothing reordered, metrics still reach MLflow without a flush, one refused entry does not take
+the others with it, and what a dying driver had not logged is logged by the resumed one."""
 
 from __future__ import annotations
 
+import pickle
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -38,8 +41,14 @@ def _result(step: int, *, node: str = "n1") -> dict[str, Any]:
     return {"training_iteration": step, "val/score": -1.0 / step, "node_id": node}
 
 
+@pytest.fixture
+def long_gathering(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing is logged before a flush (the tests decide when batches end)."""
+    monkeypatch.setattr(tracking, "BATCH_SECONDS", 600.0)
+
+
 def test_a_short_trial_takes_three_calls_and_every_value_arrives(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, long_gathering: None
 ) -> None:
     sweep = _tracking(tmp_path)
     calls = _count_calls(sweep, monkeypatch)
@@ -56,7 +65,9 @@ def test_a_short_trial_takes_three_calls_and_every_value_arrives(
     trials[2].last_result = _result(2)  # stopped early: PRUNED, KILLED in MLflow
     for trial in trials:
         sweep.on_trial_complete(3, [], trial)
+    tic = time.monotonic()
     sweep.flush()
+    assert time.monotonic() - tic < 60  # a flush does not wait out the gathering
 
     assert calls == {"create_run": 3, "log_batch": 3, "set_terminated": 3}
     client = MlflowClient(sweep.tracking_uri)
@@ -140,17 +151,17 @@ def test_a_large_batch_is_split_within_mlflow_limits() -> None:
 
 
 def test_a_failed_part_of_a_large_batch_is_retried_alone(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, long_gathering: None
 ) -> None:
     sweep = _tracking(tmp_path)
     log_batch = sweep.client.log_batch
-    calls = Counter[str]()
+    sizes: list[tuple[int, int, int]] = []
 
-    def second_call_fails_once(*args: Any, **kwargs: Any) -> Any:
-        calls["log_batch"] += 1
-        if calls["log_batch"] == 2:
+    def second_call_fails_once(run_id: str, **kwargs: Any) -> Any:
+        sizes.append(tuple(len(kwargs[k]) for k in ("metrics", "params", "tags")))  # type: ignore[arg-type]
+        if len(sizes) == 2:
             raise ConnectionError("server restarting")
-        return log_batch(*args, **kwargs)
+        return log_batch(run_id, **kwargs)
 
     monkeypatch.setattr(sweep.client, "log_batch", second_call_fails_once)
     monkeypatch.setattr(time, "sleep", lambda seconds: None)  # the retry's backoff
@@ -161,10 +172,116 @@ def test_a_failed_part_of_a_large_batch_is_retried_alone(
     sweep.on_trial_result(2, [], trial, {"training_iteration": 2, **many})
     sweep.flush()
 
-    assert calls["log_batch"] == 3  # two parts, the second one twice
+    # 1400 metrics and a param: 999 + 1 in the first part, 401 in the second, which alone
+    # is retried (had MLflow split the batch, the retry would send all 1401 again)
+    assert sizes == [(999, 1, 0), (401, 0, 0), (401, 0, 0)]
     assert not sweep.untracked
     client = MlflowClient(sweep.tracking_uri)
     run_id = sweep.run_of("big") or ""
     for key in ("val/m0", "val/m350", "val/m699"):
         history = client.get_metric_history(run_id, key)
-        assert sorted(m.step for m in history) == [1, 2], key  # once each: no duplicates
+        assert sorted(m.step for m in history) == [1, 2], key
+
+
+def test_an_entry_mlflow_refuses_is_named_and_the_rest_arrives(
+    tmp_path: Path, long_gathering: None
+) -> None:
+    sweep = _tracking(tmp_path)
+    trial = SimpleNamespace(trial_id="odd", config={"x": 0.1}, last_result={})
+    sweep.on_trial_start(0, [], trial)
+    for step in (1, 2, 3):
+        trial.last_result = {**_result(step), "val/acc@1": 0.5}  # "@": not in an MLflow name
+        sweep.on_trial_result(step, [], trial, trial.last_result)
+    sweep.on_trial_complete(3, [], trial)
+    tic = time.monotonic()
+    sweep.flush()
+    assert time.monotonic() - tic < 60  # refused: not retried for retry_seconds
+
+    client = MlflowClient(sweep.tracking_uri)
+    run = client.get_run(sweep.run_of("odd") or "")
+    assert run.info.status == "FINISHED" and run.data.params == {"x": "0.1"}
+    assert run.data.tags["dmlsweep.state"] == "COMPLETE"
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val/score")) == [
+        1,
+        2,
+        3,
+    ]
+    assert len(sweep.untracked) == 3
+    assert all(what.startswith("val/acc@1 at step") for what in sweep.untracked)
+
+
+def _gather_without_logging(sweep: MlflowTracking) -> dict[str, Any]:
+    """Tune's snapshot of what ``sweep`` gathered, then the driver dies: nothing logged."""
+    state = sweep.get_state()
+    with sweep._lock:
+        sweep._batch.clear()
+    sweep.flush()  # the drain finds nothing: as if the process had gone
+    return pickle.loads(pickle.dumps(state))  # as Tune saves and loads it
+
+
+def _resumed(sweep: MlflowTracking, state: dict[str, Any]) -> MlflowTracking:
+    resumed: MlflowTracking = pickle.loads(pickle.dumps(sweep))  # Tune's tuner.pkl
+    resumed.set_state(state)
+    resumed.setup()
+    return resumed
+
+
+def test_a_resumed_sweep_logs_what_the_dead_driver_had_not(
+    tmp_path: Path, long_gathering: None
+) -> None:
+    sweep = _tracking(tmp_path)
+    made = SimpleNamespace(trial_id="made", config={"x": 0.1}, last_result={})
+    unmade = SimpleNamespace(trial_id="unmade", config={"x": 0.2}, last_result={})
+    sweep.on_trial_start(0, [], made)
+    sweep.flush()  # the run of "made" exists; "unmade" never got one
+    sweep.on_trial_start(0, [], unmade)
+    for trial in (made, unmade):
+        for step in (1, 2, 3):
+            trial.last_result = _result(step)
+            sweep.on_trial_result(step, [], trial, trial.last_result)
+        sweep.on_trial_complete(3, [], trial)
+    state = _gather_without_logging(sweep)
+    assert sorted(trial_id for trial_id, _ in state["unlogged"]) == ["made", "unmade"]
+
+    resumed = _resumed(sweep, state)
+    resumed.flush()
+    client = MlflowClient(sweep.tracking_uri)
+    children = client.search_runs(
+        [sweep.experiment_id], filter_string="tags.`dmlsweep.role` = 'trial'"
+    )
+    assert sorted(r.data.tags["dmlsweep.trial_id"] for r in children) == ["made", "unmade"]
+    for run in children:  # one run each, ended, every epoch there
+        assert run.info.status == "FINISHED"
+        history = client.get_metric_history(run.info.run_id, "val/score")
+        assert sorted(m.step for m in history) == [1, 2, 3]
+    assert not resumed.untracked
+
+
+def test_the_snapshot_holds_a_batch_while_it_is_being_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, long_gathering: None
+) -> None:
+    sweep = _tracking(tmp_path)
+    create_run = sweep.client.create_run
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_create(*args: Any, **kwargs: Any) -> Any:
+        inside.set()
+        assert release.wait(30)
+        return create_run(*args, **kwargs)
+
+    monkeypatch.setattr(sweep.client, "create_run", slow_create)
+    trial = SimpleNamespace(trial_id="slow", config={"x": 0.1}, last_result=_result(1))
+    sweep.on_trial_start(0, [], trial)
+    sweep.on_trial_result(1, [], trial, trial.last_result)
+    sweep._log_now.set()  # the thread takes the batch now and hangs in create_run
+    assert inside.wait(30)
+    sweep.on_trial_result(2, [], trial, _result(2))  # gathered meanwhile
+    unlogged = sweep.get_state()["unlogged"]
+    assert [trial_id for trial_id, _ in unlogged] == ["slow", "slow"]
+    assert [m.step for _, batch in unlogged for m in batch.metrics if m.key == "val/score"] == [
+        1,
+        2,
+    ]
+    release.set()
+    sweep.flush()
+    assert sweep.get_state() == {"unlogged": []}
