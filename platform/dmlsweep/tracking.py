@@ -9,10 +9,10 @@ costs milliseconds of the driver's CPU whatever it carries, and a sweep of short
 otherwise spend more of it on tracking than on scheduling (a short trial's run takes three
 calls: create; params, metrics and tags; end). Metrics reach MLflow about ``BATCH_SECONDS``
 after Tune has them, later while the server is slow or down: a call that fails is retried
-with backoff for ``retry_seconds``; one that MLflow refuses (a 4xx answer, such as a metric
-name it does not allow) is not retried, and a refused batch is logged entry by entry so that
-only the refused entries are lost. What could not be tracked is named in a warning at the end
-(the metrics stay in Ray Tune's results).
+with backoff for ``retry_seconds``; one that MLflow refuses as invalid (such as a metric name
+it does not allow) is not retried, and a refused batch is logged entry by entry so that only
+the refused entries are lost (a refused metric name is not sent again). What could not be
+tracked is named in a warning at the end (the metrics stay in Ray Tune's results).
 
 Tune saves what is gathered but not yet logged with every snapshot of its experiment
 (``get_state``): a resumed sweep logs it first, so a driver that dies loses nothing that Tune
@@ -62,6 +62,7 @@ MLFLOW_STATUS = {
 }
 _PARAM_LIMIT = 6000  # MLflow's maximum parameter value length
 BATCH_SECONDS = 1.0  # how long the logging thread gathers before it logs
+_REFUSALS = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "MALFORMED_REQUEST"}  # MLflow's codes
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class MlflowTracking(Callback):
         self.trial_runs: dict[str, str] = {}  # Tune trial id -> MLflow run id
         self._trial_nodes: dict[str, str] = {}  # Tune trial id -> Ray node id last seen
         self._configs: dict[str, _ConfigHistory] = {}  # Tune trial id -> its hyperparameters
+        self._refused_metrics: set[str] = set()  # names MLflow refused: not sent again
         self._start_logging_thread()
 
     _THREAD_STATE = ("_pool", "_pending", "_lock", "_batch", "_since", "_logging", "_log_now")
@@ -460,9 +462,10 @@ class MlflowTracking(Callback):
             logger.warning("not tracked in MLflow: %s (the trial has no MLflow run)", what)
             return
         tags = [RunTag(key, value) for key, value in batch.tags.items()]
+        metrics = [m for m in batch.metrics if m.key not in self._refused_metrics]
         # MLflow's own split of a large batch would retry its parts that got through.
-        for part in _within_limits(batch.metrics, batch.params, tags):
-            self._log_part(run_id, *part, what=what)
+        for part in _within_limits(metrics, batch.params, tags):
+            self._log_part(run_id, *part, what=what, deadline=time.monotonic() + self.retry_seconds)
         if batch.error_file:
             self._retrying(
                 _log_file_if_exists, run_id, batch.error_file, client=self.client, what=what
@@ -478,7 +481,11 @@ class MlflowTracking(Callback):
         tags: list[RunTag],
         *,
         what: str,
+        deadline: float,
     ) -> None:
+        """Log one part of a batch; if MLflow refuses it, each entry on its own, so that only
+        the refused ones are lost (a refused metric name is not sent again). One deadline for
+        the retries of all of it."""
         error = self._retrying(
             self.client.log_batch,
             run_id,
@@ -486,22 +493,32 @@ class MlflowTracking(Callback):
             params=params,
             tags=tags,
             what=what,
+            deadline=deadline,
             name_failure=False,
         )
         if error is None:
             return
-        if _refused(error) and len(metrics) + len(params) + len(tags) > 1:
-            # One entry MLflow refuses must not take the others with it.
-            for param in params:
-                self._log_part(run_id, [], [param], [], what=f"param {param.key} ({what})")
-            for tag in tags:
-                self._log_part(run_id, [], [], [tag], what=f"tag {tag.key} ({what})")
-            for metric in metrics:
-                self._log_part(
-                    run_id, [metric], [], [], what=f"{metric.key} at step {metric.step} ({what})"
-                )
-        else:
+        if not _refused(error) or len(metrics) + len(params) + len(tags) == 1:
+            if _refused(error) and metrics:
+                self._refused_metrics.add(metrics[0].key)
             self._name_untracked(what, error)
+            return
+        for param in params:
+            self._log_part(
+                run_id, [], [param], [], what=f"param {param.key} ({what})", deadline=deadline
+            )
+        for tag in tags:
+            self._log_part(run_id, [], [], [tag], what=f"tag {tag.key} ({what})", deadline=deadline)
+        for metric in metrics:
+            if metric.key not in self._refused_metrics:
+                self._log_part(
+                    run_id,
+                    [metric],
+                    [],
+                    [],
+                    what=f"{metric.key}, every value from step {metric.step} ({what})",
+                    deadline=deadline,
+                )
 
     def _name_untracked(self, what: str, error: Exception) -> None:
         self.untracked.append(what)
@@ -512,13 +529,16 @@ class MlflowTracking(Callback):
         fn: Callable[..., Any],
         *args: Any,
         what: str,
+        deadline: float | None = None,
         name_failure: bool = True,
         **kwargs: Any,
     ) -> Exception | None:
-        """Call ``fn`` until it succeeds (None), ``retry_seconds`` pass (backoff 0.5 s .. 30 s)
-        or MLflow refuses it (a 4xx answer: the call itself is wrong); then the last error,
-        and (``name_failure``) ``what`` named in the end-of-sweep warning."""
-        deadline = time.monotonic() + self.retry_seconds
+        """Call ``fn`` until it succeeds (None), the ``deadline`` passes (default:
+        ``retry_seconds`` from now; backoff 0.5 s .. 30 s) or MLflow refuses it (the call
+        itself is wrong); then the last error, and (``name_failure``) ``what`` named in the
+        end-of-sweep warning."""
+        if deadline is None:
+            deadline = time.monotonic() + self.retry_seconds
         delay = 0.5
         while True:
             try:
@@ -590,12 +610,10 @@ def _within_limits(
 
 
 def _refused(error: Exception) -> bool:
-    """Whether MLflow refused the call itself (a 4xx answer other than "too many requests"):
-    the same call can never succeed, unlike one that met a server down or restarting."""
-    if not isinstance(error, MlflowException):
-        return False
-    status = error.get_http_status_code()
-    return 400 <= status < 500 and status != 429
+    """Whether MLflow refused what the call carries (an invalid name or value): the same call
+    can never succeed, unlike one that met a server down, restarting or refusing credentials
+    for a while, which is retried."""
+    return isinstance(error, MlflowException) and error.error_code in _REFUSALS
 
 
 def _is_number(value: Any) -> bool:

@@ -184,7 +184,7 @@ def test_a_failed_part_of_a_large_batch_is_retried_alone(
 
 
 def test_an_entry_mlflow_refuses_is_named_and_the_rest_arrives(
-    tmp_path: Path, long_gathering: None
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, long_gathering: None
 ) -> None:
     sweep = _tracking(tmp_path)
     trial = SimpleNamespace(trial_id="odd", config={"x": 0.1}, last_result={})
@@ -206,8 +206,15 @@ def test_an_entry_mlflow_refuses_is_named_and_the_rest_arrives(
         2,
         3,
     ]
-    assert len(sweep.untracked) == 3
-    assert all(what.startswith("val/acc@1 at step") for what in sweep.untracked)
+    assert len(sweep.untracked) == 1  # named once, from its first value
+    assert sweep.untracked[0].startswith("val/acc@1, every value from step 1")
+
+    # the name is not sent again: a later epoch is one call, accepted
+    calls = _count_calls(sweep, monkeypatch)
+    sweep.on_trial_result(4, [], trial, {**_result(4), "val/acc@1": 0.5})
+    sweep.flush()
+    assert calls == {"log_batch": 1} and len(sweep.untracked) == 1
+    assert len(client.get_metric_history(run.info.run_id, "val/score")) == 4
 
 
 def _gather_without_logging(sweep: MlflowTracking) -> dict[str, Any]:
@@ -219,41 +226,51 @@ def _gather_without_logging(sweep: MlflowTracking) -> dict[str, Any]:
     return pickle.loads(pickle.dumps(state))  # as Tune saves and loads it
 
 
-def _resumed(sweep: MlflowTracking, state: dict[str, Any]) -> MlflowTracking:
-    resumed: MlflowTracking = pickle.loads(pickle.dumps(sweep))  # Tune's tuner.pkl
-    resumed.set_state(state)
-    resumed.setup()
-    return resumed
-
-
 def test_a_resumed_sweep_logs_what_the_dead_driver_had_not(
     tmp_path: Path, long_gathering: None
 ) -> None:
     sweep = _tracking(tmp_path)
+    tuner_pkl = pickle.dumps(sweep)  # as Tune pickles it: before any trial
     made = SimpleNamespace(trial_id="made", config={"x": 0.1}, last_result={})
     unmade = SimpleNamespace(trial_id="unmade", config={"x": 0.2}, last_result={})
+    going = SimpleNamespace(trial_id="going", config={"x": 0.3}, last_result={})
     sweep.on_trial_start(0, [], made)
-    sweep.flush()  # the run of "made" exists; "unmade" never got one
+    sweep.on_trial_start(0, [], going)
+    sweep.on_trial_result(1, [], made, _result(1))
+    sweep.flush()  # "made" and "going" have runs, "made" its epoch 1; "unmade" has nothing
     sweep.on_trial_start(0, [], unmade)
-    for trial in (made, unmade):
-        for step in (1, 2, 3):
+    for trial, steps in ((made, (2, 3)), (unmade, (1, 2, 3))):
+        for step in steps:
             trial.last_result = _result(step)
             sweep.on_trial_result(step, [], trial, trial.last_result)
         sweep.on_trial_complete(3, [], trial)
+    sweep.on_trial_result(1, [], going, _result(1))
     state = _gather_without_logging(sweep)
-    assert sorted(trial_id for trial_id, _ in state["unlogged"]) == ["made", "unmade"]
+    assert sorted(trial_id for trial_id, _ in state["unlogged"]) == ["going", "made", "unmade"]
 
-    resumed = _resumed(sweep, state)
+    resumed: MlflowTracking = pickle.loads(tuner_pkl)
+    resumed.set_state(state)
+    resumed.setup()  # adopts the runs that exist
+    resumed.on_trial_result(2, [], going, _result(2))  # the resumed trial goes on
     resumed.flush()
     client = MlflowClient(sweep.tracking_uri)
-    children = client.search_runs(
-        [sweep.experiment_id], filter_string="tags.`dmlsweep.role` = 'trial'"
-    )
-    assert sorted(r.data.tags["dmlsweep.trial_id"] for r in children) == ["made", "unmade"]
-    for run in children:  # one run each, ended, every epoch there
-        assert run.info.status == "FINISHED"
+    children = {
+        r.data.tags["dmlsweep.trial_id"]: r
+        for r in client.search_runs(
+            [sweep.experiment_id], filter_string="tags.`dmlsweep.role` = 'trial'"
+        )
+    }
+    assert sorted(children) == ["going", "made", "unmade"]  # one run each
+    for trial_id, status, steps in (
+        ("made", "FINISHED", [1, 2, 3]),
+        ("unmade", "FINISHED", [1, 2, 3]),
+        ("going", "RUNNING", [1, 2]),  # restored epoch first, then the new one
+    ):
+        run = children[trial_id]
+        assert run.info.status == status, trial_id
         history = client.get_metric_history(run.info.run_id, "val/score")
-        assert sorted(m.step for m in history) == [1, 2, 3]
+        assert [m.step for m in history] == steps, trial_id
+        assert run.data.params["x"] == str({"made": 0.1, "unmade": 0.2, "going": 0.3}[trial_id])
     assert not resumed.untracked
 
 
@@ -285,3 +302,28 @@ def test_the_snapshot_holds_a_batch_while_it_is_being_logged(
     release.set()
     sweep.flush()
     assert sweep.get_state() == {"unlogged": []}
+
+
+def test_replaying_a_batch_that_was_logged_duplicates_nothing(
+    tmp_path: Path, long_gathering: None
+) -> None:
+    """A snapshot taken while a batch was on its way, then logged before the driver died."""
+    sweep = _tracking(tmp_path)
+    tuner_pkl = pickle.dumps(sweep)
+    trial = SimpleNamespace(trial_id="twice", config={"x": 0.1}, last_result={})
+    sweep.on_trial_start(0, [], trial)
+    for step in (1, 2):
+        sweep.on_trial_result(step, [], trial, _result(step))
+    state = pickle.loads(pickle.dumps(sweep.get_state()))
+    sweep.flush()  # it got through after all
+
+    resumed: MlflowTracking = pickle.loads(tuner_pkl)
+    resumed.set_state(state)
+    resumed.setup()
+    resumed.flush()
+    client = MlflowClient(sweep.tracking_uri)
+    runs = client.search_runs([sweep.experiment_id], filter_string="tags.`dmlsweep.role` = 'trial'")
+    assert len(runs) == 1
+    history = client.get_metric_history(runs[0].info.run_id, "val/score")
+    assert [m.step for m in history] == [1, 2]  # the same points again are the same rows
+    assert not resumed.untracked
