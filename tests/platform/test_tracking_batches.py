@@ -158,7 +158,7 @@ def test_a_failed_part_of_a_large_batch_is_retried_alone(
     sizes: list[tuple[int, int, int]] = []
 
     def second_call_fails_once(run_id: str, **kwargs: Any) -> Any:
-        sizes.append(tuple(len(kwargs[k]) for k in ("metrics", "params", "tags")))  # type: ignore[arg-type]
+        sizes.append((len(kwargs["metrics"]), len(kwargs["params"]), len(kwargs["tags"])))
         if len(sizes) == 2:
             raise ConnectionError("server restarting")
         return log_batch(run_id, **kwargs)
@@ -239,8 +239,8 @@ def test_a_resumed_sweep_logs_what_the_dead_driver_had_not(
     sweep.on_trial_result(1, [], made, _result(1))
     sweep.flush()  # "made" and "going" have runs, "made" its epoch 1; "unmade" has nothing
     sweep.on_trial_start(0, [], unmade)
-    for trial, steps in ((made, (2, 3)), (unmade, (1, 2, 3))):
-        for step in steps:
+    for trial, epochs in ((made, (2, 3)), (unmade, (1, 2, 3))):
+        for step in epochs:
             trial.last_result = _result(step)
             sweep.on_trial_result(step, [], trial, trial.last_result)
         sweep.on_trial_complete(3, [], trial)
