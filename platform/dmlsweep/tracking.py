@@ -458,8 +458,7 @@ class MlflowTracking(Callback):
                 return  # named already
         run_id = self.trial_runs.get(trial_id)
         if not run_id:
-            self.untracked.append(what)
-            logger.warning("not tracked in MLflow: %s (the trial has no MLflow run)", what)
+            self._name_untracked(what, "the trial has no MLflow run")
             return
         tags = [RunTag(key, value) for key, value in batch.tags.items()]
         metrics = [m for m in batch.metrics if m.key not in self._refused_metrics]
@@ -520,9 +519,9 @@ class MlflowTracking(Callback):
                     deadline=deadline,
                 )
 
-    def _name_untracked(self, what: str, error: Exception) -> None:
+    def _name_untracked(self, what: str, reason: Exception | str) -> None:
         self.untracked.append(what)
-        logger.warning("not tracked in MLflow: %s (%s)", what, mask(str(error)))
+        logger.warning("not tracked in MLflow: %s (%s)", what, mask(str(reason)))
 
     def _retrying(
         self,
