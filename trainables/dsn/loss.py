@@ -13,8 +13,8 @@
   ``tau``) over two augmented views of every sketch and photo, the labels shared across
   modalities, so that a sketch's positives include the photos of its class. The released
   loss carries an extra factor ``tau / 0.07`` (``temperature / base_temperature``); it is 1 at
-  the default ``tau`` and is left out here so that the temperature and the weight stay
-  separate hyperparameters;
+  the default ``tau`` and is left out here (unless ``published``) so that the temperature and
+  the weight stay separate hyperparameters;
 * ``L_mem = 1 - mean_i cos(p_i, mu_{y_i})`` over the batch's photos ``p_i`` whose class has
   sketches in the memory bank, ``mu_c`` the mean of class ``c``'s bank, a detached target: the
   gradient flows through the photo features (in the released code both sides were detached,
@@ -22,6 +22,11 @@
 
 Order within a step, as released: the batch's sketch features are written to the bank first,
 then ``L_mem`` is computed against it.
+
+``published=True`` is the released training: ``L_mem`` is computed on detached photo features
+(its value is logged, it has no gradient: training is gradient-identical to ``w_mem = 0``) and
+SupCon carries the factor ``tau / 0.07``. With the bank policy ``"released"``
+(:mod:`trainables.dsn.memory_bank`) the logged ``L_mem`` is the released one too.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from trainables.dml.losses import make_loss
 from trainables.dsn.memory_bank import BankStats, Policy, SketchMemoryBank
 
 SKETCH, PHOTO = 0, 1  # modality tags, as in the released code
+RELEASED_BASE_TEMPERATURE = 0.07  # the released SupCon's base_temperature
 
 
 def memory_loss(photo_features: Tensor, photo_labels: Tensor, bank: SketchMemoryBank) -> Tensor:
@@ -135,6 +141,8 @@ class DSNLoss(nn.Module):
         temperature: SupCon ``tau``.
         w_ce, w_kd, w_supcon, w_mem: weights of the parts.
         bank_policy: :class:`~trainables.dsn.memory_bank.SketchMemoryBank` policy.
+        published: the released training (module docstring): ``L_mem`` without gradient,
+            SupCon times ``tau / 0.07``.
     """
 
     def __init__(
@@ -149,6 +157,7 @@ class DSNLoss(nn.Module):
         w_supcon: float = 0.1,
         w_mem: float = 1.0,
         bank_policy: Policy = "ring",
+        published: bool = False,
     ) -> None:
         super().__init__()
         if temperature <= 0:
@@ -158,13 +167,15 @@ class DSNLoss(nn.Module):
                 raise ValueError(f"{name} must be >= 0, got {w}")
         self.w_ce, self.w_kd, self.w_supcon, self.w_mem = w_ce, w_kd, w_supcon, w_mem
         self.temperature = temperature
+        self.published = published
         self.supcon = make_loss("supcon", tau=temperature)  # cosine similarity
+        self.supcon_scale = temperature / RELEASED_BASE_TEMPERATURE if published else 1.0
         self.bank = SketchMemoryBank(num_classes, feature_dim, size=bank_size, policy=bank_policy)
 
     def extra_repr(self) -> str:
         return (
             f"temperature={self.temperature}, w_ce={self.w_ce}, w_kd={self.w_kd}, "
-            f"w_supcon={self.w_supcon}, w_mem={self.w_mem}"
+            f"w_supcon={self.w_supcon}, w_mem={self.w_mem}, published={self.published}"
         )
 
     def forward(
@@ -219,10 +230,15 @@ class DSNLoss(nn.Module):
             photo_features=features[is_photo],
             photo_labels=labels[is_photo],
         )
-        mem = memory_loss(features[is_photo], labels[is_photo], self.bank)
+        photo_features = features[is_photo]
+        if self.published:  # released: both sides detached, L_mem is a constant
+            photo_features = photo_features.detach()
+        mem = memory_loss(photo_features, labels[is_photo], self.bank)
         memory_photos = (self.bank.counts[labels[is_photo].to(self.bank.counts.device)] > 0).sum()
         ce = F.cross_entropy(logits, labels)
-        supcon = self.supcon(torch.cat(views, dim=0), torch.cat([labels, labels]))  # (2N, E)
+        supcon = self.supcon_scale * self.supcon(
+            torch.cat(views, dim=0), torch.cat([labels, labels])
+        )  # over (2N, E)
         loss = self.w_ce * ce + self.w_supcon * supcon + self.w_mem * mem
 
         kd: Tensor | None = None

@@ -4,7 +4,7 @@ The bank keeps up to ``k`` sketch features per class, detached: a ``(C, k, D)`` 
 fill count per class. The memory loss (:func:`trainables.dsn.loss.memory_loss`) pulls each
 photo feature towards the mean of its class's stored sketches.
 
-Two replacement policies once a class holds ``k`` entries:
+Three replacement policies once a class holds ``k`` entries:
 
 * ``"ring"`` (default): a ring buffer per class; the next sketch of class ``c`` overwrites the
   oldest slot of ``c``.
@@ -17,7 +17,13 @@ Two replacement policies once a class holds ``k`` entries:
   in the batch" compared a ``torch.Size`` to 0 and never fired (the empty mean was NaN and the
   comparison with it just came out false); here the sketch is skipped explicitly.
 
-While a class is filling, both policies append. The released trainer empties the bank at the
+* ``"released"``: the released code's policy with its slot bug kept, for reproducing its
+  reported memory loss: where ``"replace_farthest"`` writes slot ``j`` of class ``c``, it writes
+  ``s`` into every slot of class ``j`` (whose fill count stays as it was). Released training
+  does not depend on it (its memory loss has no gradient, :class:`~trainables.dsn.loss.DSNLoss`
+  ``published``); only the logged ``L_mem`` does.
+
+While a class is filling, every policy appends. The released trainer empties the bank at the
 start of every epoch; :meth:`SketchMemoryBank.reset` does that when the caller wants it.
 """
 
@@ -30,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-Policy = Literal["ring", "replace_farthest"]
-POLICIES: tuple[str, ...] = ("ring", "replace_farthest")
+Policy = Literal["ring", "replace_farthest", "released"]
+POLICIES: tuple[str, ...] = ("ring", "replace_farthest", "released")
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,7 @@ class SketchMemoryBank(nn.Module):
         num_classes: ``C``, labels are in ``[0, C)``.
         dim: ``D``, the feature size.
         size: ``k``, entries per class.
-        policy: ``"ring"`` or ``"replace_farthest"`` (module docstring).
+        policy: ``"ring"``, ``"replace_farthest"`` or ``"released"`` (module docstring).
         dtype: storage dtype.
 
     Buffers (saved in ``state_dict``, moved by ``.to``): ``features (C, k, D)``,
@@ -84,6 +90,12 @@ class SketchMemoryBank(nn.Module):
             )
         if policy not in POLICIES:
             raise ValueError(f"unknown memory bank policy {policy!r}; known: {list(POLICIES)}")
+        if policy == "released" and size > num_classes:
+            # the released slot bug indexes classes by slot: a slot past the classes fails there
+            raise ValueError(
+                f"memory bank policy 'released' needs size <= num_classes (it writes class "
+                f"<slot>), got size {size} for {num_classes} classes"
+            )
         self.num_classes = num_classes
         self.dim = dim
         self.size = size
@@ -132,14 +144,15 @@ class SketchMemoryBank(nn.Module):
         """Store sketch ``features (n, D)`` of classes ``labels (n,)``, in batch order.
 
         ``photo_features (m, D)`` and ``photo_labels (m,)`` are needed by the
-        ``"replace_farthest"`` policy only (the batch's photos, which rank the stored entries).
+        ``"replace_farthest"`` and ``"released"`` policies only (the batch's photos, which rank
+        the stored entries).
         """
         self._check(features, labels, "sketch features")
         if self.policy == "ring":
             self._update_ring(features, labels)
             return
         if photo_features is None or photo_labels is None:
-            raise ValueError("policy 'replace_farthest' needs photo_features and photo_labels")
+            raise ValueError(f"policy {self.policy!r} needs photo_features and photo_labels")
         self._check(photo_features, photo_labels, "photo features")
         self._update_replace_farthest(features, labels, photo_features, photo_labels)
 
@@ -179,7 +192,10 @@ class SketchMemoryBank(nn.Module):
             scores = F.cosine_similarity(self.features[c], query, dim=1)  # (k,)
             slot = int(scores.argmin())
             if float(F.cosine_similarity(feats[row : row + 1], query, dim=1)) > float(scores[slot]):
-                self.features[c, slot] = feats[row]
+                if self.policy == "released":
+                    self.features[slot] = feats[row]  # every slot of class `slot`, as released
+                else:
+                    self.features[c, slot] = feats[row]
         self.counts.copy_(torch.tensor(counts))
         self.next_slot.copy_(self.counts % self.size)
 
@@ -190,8 +206,12 @@ class SketchMemoryBank(nn.Module):
         silently; select with ``bank.counts[labels] > 0``.
         """
         labels = labels.to(self.features.device)
-        sums = self.features[labels].sum(dim=1)  # (n, D); unused slots hold zeros
-        return sums / self.counts[labels].unsqueeze(1).to(sums.dtype)
+        counts = self.counts[labels]  # (n,)
+        # only the first counts[c] slots are stored entries (the "released" policy can write the
+        # others), as the released get_class_center reads them
+        stored = torch.arange(self.size, device=counts.device)[None, :] < counts[:, None]  # (n, k)
+        sums = (self.features[labels] * stored[..., None]).sum(dim=1)  # (n, D)
+        return sums / counts.unsqueeze(1).to(sums.dtype)
 
     def stats(self) -> BankStats:
         """Fill fraction, classes filled and mean entry norm (see :class:`BankStats`)."""

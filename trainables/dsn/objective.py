@@ -76,10 +76,11 @@ class DSNConfig:
     # --- loss (trainables.dsn.loss)
     temperature: float = 0.07  # SupCon tau
     w_ce: float = 1.0
-    w_supcon: float = 0.5  # released: 0.1
+    w_supcon: float = 0.1  # as released
     w_mem: float = 1.0  # 0: CE + SupCon without the memory bank's loss
     bank_size: int = 10  # k sketch features per class
-    bank_policy: Literal["ring", "replace_farthest"] = "ring"
+    bank_policy: Literal["ring", "replace_farthest", "released"] = "ring"  # released: its bug
+    published: bool = False  # the released training: L_mem without gradient, SupCon x tau/0.07
     bank_reset: bool = True  # empty the bank at each epoch start (released)
     w_kd: float = 1.0  # used only with a teacher
     kd_teacher: str = ""  # "" off, "imagenet" (hub cache) or a ResNet-50 state-dict path
@@ -168,6 +169,7 @@ def train(config: dict[str, Any]) -> None:
         w_supcon=cfg.w_supcon,
         w_mem=cfg.w_mem,
         bank_policy=cfg.bank_policy,
+        published=cfg.published,
     ).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_epoch = 1

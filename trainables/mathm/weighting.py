@@ -14,10 +14,12 @@ Modes, named by what the masks select: ``ce`` (no triplet term: the loss is 0), 
 ``cross``, ``hybrid`` (``L_k`` of that type alone), ``all`` (``sum_k L_k``, unweighted) and
 ``mathm`` (adaptive). ``published=True`` reproduces the released code instead:
 
-* ``mathm``: ``loss = (sum_k w_k) (sum_j L_j)`` with ``w`` **not** detached. The released
-  ``loss * weight[:, None]`` broadcasts ``(3,)`` against ``(3, 1)`` into a ``(3, 3)`` matrix
-  ``w_k L_j`` whose sum is that product, so every type gets the same global scale and the
-  gradient also flows through the weights;
+* ``mathm``: ``loss = (sum_k w_k) (1/3) sum_j L_j`` with ``w`` **not** detached, the released
+  code's current head (commit "fix little bugs on weighting"): ``(loss * weight[:, None])``
+  broadcasts ``(3,)`` against ``(3, 1)`` into a ``(3, 3)`` matrix ``w_k L_j`` whose mean over
+  the types of ``L`` is taken, so every type gets the same global scale and the gradient also
+  flows through the weights. (The first code drop summed that matrix, ``(sum_k w_k) sum_j
+  L_j``: three times the head's value and gradient; it is not offered.)
 * ``within`` / ``cross`` / ``hybrid`` / ``all``: the released plain loss, a hard hinge
   ``relu(x)`` averaged over ``3 B`` entries where a single type is padded with two detached
   copies of itself (value ``mean_i relu(x_k,i)``, gradient a third of it), and ``all`` is
@@ -259,7 +261,8 @@ class MATHMTripletLoss(nn.Module):
         counts = torch.full((len(TRIPLET_TYPES),), x.shape[1], dtype=torch.long)
         if self.mode == "mathm":
             type_losses = softplus_beta(x, beta=self.beta).mean(dim=1)  # (3,)
-            loss = (type_losses * weights[:, None]).sum()  # (3,3) broadcast, as released
+            # (3, 3) broadcast w_k L_j, then the mean over j: (sum_k w_k) mean_j L_j, as released
+            loss = (type_losses * weights[:, None]).mean(dim=1).sum()
         else:
             hinge = torch.relu(x)  # (3, B)
             type_losses = hinge.mean(dim=1)

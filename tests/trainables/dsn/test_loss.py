@@ -218,3 +218,65 @@ def test_float32_memory_loss_is_nan_free_for_zero_features() -> None:
     loss = memory_loss(photos, torch.tensor([0, 1, 0]), bank)
     loss.backward()
     assert torch.isfinite(loss) and photos.grad is not None and torch.isfinite(photos.grad).all()
+
+
+def _published_step(x: dict[str, torch.Tensor], *, w_mem: float, features: torch.Tensor):
+    loss_fn = DSNLoss(
+        num_classes=4, feature_dim=6, bank_size=2, temperature=0.2, w_mem=w_mem, published=True
+    ).double()
+    v1 = x["v1"].clone().requires_grad_(True)
+    out = loss_fn(
+        logits=x["logits"],
+        labels=x["labels"],
+        modalities=x["modalities"],
+        features=features,
+        views=(v1, x["v2"]),
+    )
+    out.loss.backward()
+    return out, v1.grad
+
+
+def test_published_is_the_released_training() -> None:
+    """Released: L_mem is logged but has no gradient (training = w_mem 0), SupCon x tau/0.07."""
+    x = _step_inputs(5)
+    feats = [x["features"].clone().requires_grad_(True) for _ in range(2)]
+    out, grad_views = _published_step(x, w_mem=1.0, features=feats[0])
+    out0, grad_views0 = _published_step(x, w_mem=0.0, features=feats[1])
+    labels = x["labels"].tolist()
+    supcon = _naive_supcon(x["v1"].tolist() + x["v2"].tolist(), labels + labels, 0.2)
+    assert float(out.supcon) == pytest.approx(0.2 / 0.07 * supcon, abs=1e-9)
+    photos = x["modalities"] == PHOTO
+    mem = _naive_memory(x["features"][photos].tolist(), x["labels"][photos].tolist(), _bank(x))
+    assert mem > 0.0 and float(out.memory) == pytest.approx(mem, abs=1e-9)  # logged as released
+    assert float(out.loss) == pytest.approx(float(out0.loss) + mem, abs=1e-9)
+    assert feats[0].grad is None  # L_mem is the features' only use, and it is detached
+    torch.testing.assert_close(grad_views, grad_views0, atol=0, rtol=0)
+    ours = DSNLoss(num_classes=4, feature_dim=6, bank_size=2, temperature=0.2).double()
+    feats_ours = x["features"].clone().requires_grad_(True)
+    ours(
+        logits=x["logits"],
+        labels=x["labels"],
+        modalities=x["modalities"],
+        features=feats_ours,
+        views=(x["v1"], x["v2"]),
+    ).loss.backward()
+    assert feats_ours.grad is not None and feats_ours.grad.abs().sum() > 1e-3  # ours: it trains
+
+
+def _bank(x: dict[str, torch.Tensor]) -> SketchMemoryBank:
+    """The bank as a published step leaves it: the step's sketches stored first."""
+    bank = SketchMemoryBank(4, 6, size=2, dtype=torch.float64)
+    sketches = x["modalities"] == SKETCH
+    bank.update(x["features"][sketches], x["labels"][sketches])
+    return bank
+
+
+def test_dsn_config_defaults_follow_the_released_weights() -> None:
+    from trainables.dsn.objective import DSNConfig
+
+    cfg = DSNConfig()
+    loss = DSNLoss(num_classes=2, feature_dim=2)
+    assert cfg.w_supcon == loss.w_supcon == 0.1  # methods.md 5: CE + KD + 0.1 SupCon + L_mem
+    assert (cfg.w_ce, cfg.w_mem, cfg.w_kd) == (loss.w_ce, loss.w_mem, loss.w_kd) == (1, 1, 1)
+    assert cfg.temperature == loss.temperature == 0.07
+    assert cfg.published is False and cfg.bank_policy == "ring"

@@ -114,3 +114,29 @@ def test_bad_input_raises() -> None:
         bank.update(torch.zeros(1, 5), torch.tensor([0]))
     with pytest.raises(ValueError, match="unknown memory bank policy"):
         SketchMemoryBank(3, 4, policy="fifo")  # type: ignore[arg-type]
+
+
+def test_released_policy_overwrites_the_class_named_by_the_slot() -> None:
+    """The released ``memory_embeds[j] = s``: every slot of class j, fill counts unchanged."""
+    kwargs = {"size": 2, "dtype": torch.float64}
+    banks = {
+        p: SketchMemoryBank(3, 2, policy=p, **kwargs)  # type: ignore[arg-type]
+        for p in ("replace_farthest", "released")
+    }
+    e = torch.eye(2, dtype=torch.float64)
+    none = {"photo_features": e[:0], "photo_labels": torch.tensor([]).long()}
+    for bank in banks.values():
+        bank.update(torch.tensor([[3.0, 3.0]], dtype=torch.float64), torch.tensor([1]), **none)
+        bank.update(e, torch.tensor([0, 0]), **none)
+    photo = torch.tensor([[1.0, 0.2]], dtype=torch.float64)
+    near = torch.tensor([[0.9, 0.1]], dtype=torch.float64)
+    for bank in banks.values():  # the farthest entry of class 0 is slot 1
+        bank.update(near, torch.tensor([0]), photo_features=photo, photo_labels=torch.tensor([0]))
+    fixed, released = banks["replace_farthest"], banks["released"]
+    torch.testing.assert_close(fixed.features[0], torch.stack([e[0], near[0]]))
+    torch.testing.assert_close(released.features[0], e)  # class 0 untouched
+    torch.testing.assert_close(released.features[1], near.expand(2, 2))  # class 1 = slot 1
+    assert released.counts.tolist() == fixed.counts.tolist() == [2, 1, 0]
+    torch.testing.assert_close(released.class_means(torch.tensor([1])), near)
+    with pytest.raises(ValueError, match="size <= num_classes"):
+        SketchMemoryBank(3, 2, size=4, policy="released")

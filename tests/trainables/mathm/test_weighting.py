@@ -142,11 +142,11 @@ def test_published_reproduces_the_released_formula(seed: int) -> None:
     published = MATHMTripletLoss(margin=0.5, beta=20.0, floor=0.1, mode="mathm", published=True)
 
     def naive(e: torch.Tensor) -> torch.Tensor:
-        # released: (loss * weight[:, None]).sum() over (3,) x (3, 1) = (sum_k w_k)(sum_j L_j)
+        # released head: (sum_k w_k) (1/3) sum_j L_j, the weights carrying gradient
         xs = _naive_margins(e, labels.tolist(), mods.tolist(), margin=0.5, published=True)
         stats = [_naive_stats(xs[t], 20.0) for t in TRIPLET_TYPES]
         w = _naive_weights([s[1] for s in stats], 0.1)
-        return sum(w) * sum(s[0] for s in stats)
+        return sum(w) * (sum(s[0] for s in stats) / 3)
 
     out = published(emb, labels, mods)
     torch.testing.assert_close(out.loss, naive(emb), atol=1e-6, rtol=0)
