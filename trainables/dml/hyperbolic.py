@@ -119,18 +119,21 @@ def pairwise_dist(x: Tensor, y: Tensor, *, curvature: float | Tensor) -> Tensor:
                = (2/sqrt c) asinh( sqrt c ||x - y|| / sqrt((1 - c||x||^2)(1 - c||y||^2)) )``.
 
     Both forms are the same function, since
-    ``cosh(sqrt c d) = 1 + 2c ||x-y||^2 / ((1 - c||x||^2)(1 - c||y||^2))``. The second one
-    needs only the norms and the Gram matrix ``x y^T``: one matrix product instead of
-    geoopt's ``(N, M, D)`` broadcast of Möbius additions.
+    ``cosh(sqrt c d) = 1 + 2c ||x-y||^2 / ((1 - c||x||^2)(1 - c||y||^2))``; the second one has no
+    Möbius addition and no term that cancels near the boundary.
 
     Numerics: rows are first projected onto the ball of radius ``(1 - eps)/sqrt c`` (geoopt's
     ``project``, :func:`ball_eps`), so any finite input -- on or beyond the boundary, huge norms
-    included -- gives finite distances and finite gradients. The norms and the Gram matrix are
-    accumulated in float64: ``||x - y||^2 = ||x||^2 + ||y||^2 - 2 x.y`` cancels badly for close
-    points far from the origin, and the conformal factor ``1/(1 - c||x||^2)`` multiplies that
-    error (a float32 Gram matrix gives errors of ~0.5 in distance for close points near the
-    boundary; float64 ~1e-7 at worst, on coincident points; ``pairwise_dist(x, x)`` has an
-    exact zero diagonal). Runs outside autocast; half-precision inputs are upcast.
+    included -- gives finite distances and finite gradients. Everything runs in float64, and
+    ``||x - y||`` is summed from the differences (``torch.cdist`` without its matrix-product
+    path): the Gram form ``||x||^2 + ||y||^2 - 2 x.y`` cancels for close points, and the
+    conformal factor ``1/(1 - c||x||^2)`` multiplies that error (two copies of one point at
+    ``1 - sqrt(c)||x|| = 1e-5`` came out ~6e-3 apart). Coinciding points are at distance exactly
+    0, the gradient there is 0, and a pair's distance does not depend on where it sits in the
+    matrix. Errors against 50-digit arithmetic are tested at <= 1e-9 for points at most
+    ``1 - 1e-5`` of the radius out (tests/trainables/dml/test_hyperbolic.py). The cost is
+    ``N M D`` multiply-adds without BLAS, e.g. ~0.8 s for 2,000 x 2,000 x 512 on one CPU core.
+    Runs outside autocast; half-precision inputs are upcast.
 
     Args:
         x: ``(N, D)`` points (inside the ball of radius ``1/sqrt c``; others are projected).
@@ -147,7 +150,6 @@ def pairwise_dist(x: Tensor, y: Tensor, *, curvature: float | Tensor) -> Tensor:
             f"{tuple(y.shape)}"
         )
     out_dtype = _working_dtype(x, y)
-    same = y is x  # the self-distance matrix of PML losses: its diagonal is known
     with torch.autocast(device_type=x.device.type, enabled=False):
         x64, y64 = x.to(torch.float64), y.to(torch.float64)
         c = _as_curvature(curvature, x64)
@@ -156,12 +158,9 @@ def pairwise_dist(x: Tensor, y: Tensor, *, curvature: float | Tensor) -> Tensor:
         x64, y64 = _project64(x64, sqrt_c, eps), _project64(y64, sqrt_c, eps)
         x_sq = x64.pow(2).sum(-1)  # (N,)
         y_sq = y64.pow(2).sum(-1)  # (M,)
-        gram = x64 @ y64.T  # (N, M)
-        sq_diff = (x_sq[:, None] + y_sq[None, :] - 2.0 * gram).clamp_min(0.0)  # (N, M)
-        if same:  # d(x_i, x_i) = 0 exactly, not the Gram form's rounding
-            eye = torch.eye(len(x64), dtype=torch.bool, device=x64.device)
-            sq_diff = sq_diff.masked_fill(eye, 0.0)
-        dist = _dist_from_sq(sq_diff, x_sq[:, None], y_sq[None, :], c)
+        # summed from the differences: no cancellation for close pairs (docstring)
+        diff = torch.cdist(x64, y64, compute_mode="donot_use_mm_for_euclid_dist")  # (N, M)
+        dist = _dist_from_sq(diff * diff, x_sq[:, None], y_sq[None, :], c)
         # The projection's masks turn a NaN point into a finite one: give NaN back, so a
         # diverged embedding fails the loss's finiteness check instead of passing unseen.
         bad = x_sq.isnan()[:, None] | y_sq.isnan()[None, :]  # (N, M)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 
 import geoopt
+import mpmath
 import pytest
 import torch
 
@@ -85,8 +86,75 @@ def test_pairwise_dist_is_symmetric_with_zero_diagonal():
     d = pairwise_dist(x, x, curvature=0.5)
     torch.testing.assert_close(d, d.T)
     assert (d.diagonal() == 0).all() and (d + torch.eye(8) > 0).all()
-    # distinct tensors holding the same points: only float64 rounding (documented, ~1e-7)
-    assert pairwise_dist(x, x.clone(), curvature=0.5).diagonal().abs().max() < 1e-6
+    # distinct tensors holding the same points: exactly 0 too (no Gram-form rounding)
+    assert (pairwise_dist(x, x.clone(), curvature=0.5).diagonal() == 0).all()
+
+
+def mp_dist(x, y, c):
+    """The closed form in 50-digit arithmetic on the exact binary values of the inputs."""
+    with mpmath.workdps(50):
+        c = mpmath.mpf(float(c))
+        out = []
+        for a in x.double().tolist():
+            row = []
+            na = mpmath.fsum(mpmath.mpf(p) ** 2 for p in a)
+            for b in y.double().tolist():
+                nb = mpmath.fsum(mpmath.mpf(q) ** 2 for q in b)
+                sq = mpmath.fsum((mpmath.mpf(p) - mpmath.mpf(q)) ** 2 for p, q in zip(a, b))
+                u = mpmath.sqrt(c * sq / ((1 - c * na) * (1 - c * nb)))
+                row.append(float(2 / mpmath.sqrt(c) * mpmath.asinh(u)))
+            out.append(row)
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def near_boundary_pairs(n, dim, c, seed, *, gaps, dtype):
+    """Points at ``1 - sqrt(c)||x|| = gap`` and close copies of them (offsets 0 to 1e-3 of the
+    radius): the case where the Gram form cancels most."""
+    gen = torch.Generator().manual_seed(seed)
+    u = torch.randn(n, dim, generator=gen, dtype=torch.float64)
+    u = u / u.norm(dim=1, keepdim=True)
+    gap = torch.tensor(gaps, dtype=torch.float64).repeat(n)[:n, None]
+    x = u * (1 - gap) / math.sqrt(c)
+    scale = torch.tensor([0.0, 1e-9, 1e-6, 1e-3], dtype=torch.float64).repeat(n)[:n, None]
+    y = x + scale * gap / math.sqrt(c) * torch.randn(n, dim, generator=gen, dtype=torch.float64)
+    y = y / torch.clamp(y.norm(dim=1, keepdim=True) * math.sqrt(c) / (1 - gap), min=1.0)
+    x, y = x.to(dtype), y.to(dtype)
+    y[::4] = x[::4]  # exact copies
+    return x, y
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("c", [0.1, 1.0])
+def test_pairwise_dist_near_the_boundary_matches_50_digit_arithmetic(seed, c):
+    x, y = near_boundary_pairs(12, 8, c, seed, gaps=[1e-5, 3e-5, 1e-3], dtype=torch.float64)
+    ours = pairwise_dist(x, y, curvature=c)
+    reference = mp_dist(x, y, c)
+    assert (ours - reference).abs().max() < 1e-9  # the Gram form: up to 3e-4
+    assert (ours.diagonal()[::4] == 0).all()  # two copies of one point, held in two tensors
+    assert (ours.diagonal()[1::4] > 0).all()  # 1e-9 apart is not 0 either
+    x.requires_grad_(True)
+    pairwise_dist(x, y, curvature=c).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_pairwise_dist_near_the_boundary_in_float32(seed):
+    c = 0.1  # float32 points are projected to 1 - 4e-3 of the radius: stay inside that
+    x, y = near_boundary_pairs(12, 8, c, seed, gaps=[5e-3, 1e-2], dtype=torch.float32)
+    ours = pairwise_dist(x, y, curvature=c)
+    assert ours.dtype == torch.float32
+    reference = mp_dist(x, y, c)
+    torch.testing.assert_close(ours.double(), reference, rtol=2e-7, atol=1e-6)
+    assert (ours.diagonal()[::4] == 0).all()
+
+
+def test_pairwise_dist_of_a_pair_does_not_depend_on_its_place():
+    """The same two points give the same distance wherever they sit in the matrices."""
+    x = ball_points(40, 24, 0.1, 4, max_frac=0.999)
+    rows = torch.cat([x[7:8], x[:7], x[8:]])  # point 7 moved to the first row
+    base = pairwise_dist(x, x, curvature=0.1)
+    moved = pairwise_dist(rows, x.flip(0), curvature=0.1)
+    assert moved[0, 40 - 1 - 7] == 0 and torch.equal(moved[0].flip(0), base[7])
 
 
 def test_paired_dist_matches_geoopt():

@@ -1,13 +1,19 @@
-"""Supervised contrastive loss (SupCon, Khosla et al., NeurIPS'20) and NT-Xent, on PML."""
+"""Supervised contrastive loss (SupCon, Khosla et al., NeurIPS'20, on PML) and NT-Xent."""
 
 from __future__ import annotations
 
+import torch
 from pytorch_metric_learning.distances import BaseDistance
-from pytorch_metric_learning.losses import NTXentLoss as _PMLNTXentLoss
 from pytorch_metric_learning.losses import SupConLoss as _PMLSupConLoss
+from torch import Tensor
 
 from trainables.dml.distances import make_distance
-from trainables.dml.losses._base import FiniteAvgNonZeroReducer, PMLPairLoss, check_finite_positive
+from trainables.dml.losses._base import (
+    FiniteAvgNonZeroReducer,
+    PairLoss,
+    PMLPairLoss,
+    check_finite_positive,
+)
 
 __all__ = ["NTXentLoss", "SupConLoss"]
 
@@ -44,16 +50,20 @@ class SupConLoss(PMLPairLoss):
         self.tau = tau
 
 
-class NTXentLoss(PMLPairLoss):
+class NTXentLoss(PairLoss):
     """NT-Xent / InfoNCE per positive pair: other positives are left out of the denominator.
 
     Logits ``z`` as for :class:`SupConLoss`. For each ordered positive pair ``(a, p)``::
 
         l_ap = -log( exp(z_ap) / (exp(z_ap) + sum_{n in N_a} exp(z_an)) )
-        L    = mean over all positive pairs
+             = logsumexp({z_ap} + {z_an : n in N_a}) - z_ap
+        L    = mean over all positive pairs (0 when the batch has no positive or no negative)
 
-    (PML's ``NTXentLoss``.) It equals :class:`SupConLoss` when every anchor has exactly one
-    positive and the batch has negatives.
+    The value of PML's ``NTXentLoss``, computed with a log-sum-exp: PML takes
+    ``log(num/den + tiny)``, which saturates in float32 once ``num/den`` underflows (at about
+    ``-87.3`` in log space: a loss stuck at 87.34 with an exactly zero gradient, e.g. Poincaré
+    distances of unclipped features at ``tau = 0.2``). It equals :class:`SupConLoss` when every
+    anchor has exactly one positive and the batch has negatives.
 
     Args:
         distance: a PML distance (default: cosine similarity).
@@ -63,9 +73,22 @@ class NTXentLoss(PMLPairLoss):
     """
 
     def __init__(self, *, distance: BaseDistance | None = None, tau: float = 0.07) -> None:
-        distance = make_distance("cosine") if distance is None else distance
-        tau = check_finite_positive("tau", tau)
-        super().__init__(
-            loss_fn=_PMLNTXentLoss(temperature=tau, distance=distance), distance=distance
-        )
-        self.tau = tau
+        super().__init__()
+        self.distance = make_distance("cosine") if distance is None else distance
+        self.tau = check_finite_positive("tau", tau)
+
+    def compute_loss(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        mat = self.distance(embeddings)  # (B, B)
+        logits = (mat if self.distance.is_inverted else -mat) / self.tau
+        same = labels[:, None] == labels[None, :]
+        eye = torch.eye(len(labels), dtype=torch.bool, device=logits.device)
+        positives = same & ~eye  # (B, B) pairs (a, p)
+        negatives = ~same
+        if not bool(positives.any()) or not bool(negatives.any()):
+            return embeddings.sum() * 0.0  # as PML: no pair to contrast
+        # log sum_n exp(z_an) per anchor, -inf where an anchor has no negative
+        neg_lse = torch.logsumexp(logits.masked_fill(~negatives, float("-inf")), dim=1)  # (B,)
+        # logsumexp(z_ap, neg_lse_a) for every pair (a, p)
+        lse = torch.logaddexp(logits, neg_lse[:, None])  # (B, B)
+        terms = (lse - logits).masked_fill(~positives, 0.0)
+        return terms.sum() / positives.sum()

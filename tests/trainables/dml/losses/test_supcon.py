@@ -86,3 +86,47 @@ def test_float32_gradients_are_finite(ref, distance_name, cls):
 def test_rejects_bad_tau(cls, tau):
     with pytest.raises(ValueError, match="tau"):
         cls(tau=tau)
+
+
+def test_ntxent_float32_far_points_do_not_saturate():
+    """Unclipped features far out on the ball at tau = 0.2: logits near -200, where PML's
+    log(num/den + tiny) sticks at 87.34 with a zero gradient in float32."""
+    from trainables.dml.distances import make_distance
+
+    gen = torch.Generator().manual_seed(0)
+    u = torch.randn(16, generator=gen)
+    side = torch.tensor([1.0] * 6 + [-1.0] * 6)[:, None]
+    # each class: one point far out along u, its positive far out along -u; the negatives of an
+    # anchor are the other classes' points on its own side (near it)
+    x = (side * (u + 0.05 * torch.randn(12, 16, generator=gen)) * 10).requires_grad_(True)
+    labels = torch.arange(12) % 6
+    distance = make_distance("poincare", curvature=0.1)
+    loss = NTXentLoss(distance=distance, tau=0.2)(x, labels)
+    mat = distance(x.detach()).double().tolist()  # the same float32 distances, float64 math
+    expected = reference_ntxent(mat, labels.tolist(), False, 0.2)
+    assert expected > 100  # the regime where the saturated form gives 87.34
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    loss.backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.norm() > 1e-3
+
+
+def test_ntxent_gradient_matches_float64_autograd_of_the_definition(ref, distance_name):
+    x, labels = ref.batch(4)
+    distance = ref.distance(distance_name)
+    x.requires_grad_(True)
+    NTXentLoss(distance=distance, tau=0.1)(x, labels).backward()
+    assert x.grad is not None
+    got = x.grad.clone()
+    y = x.detach().clone().requires_grad_(True)
+    mat = distance(y)
+    z = (mat if distance.is_inverted else -mat) / 0.1
+    lab = labels.tolist()
+    terms = []
+    for a in range(len(lab)):
+        negs = [k for k in range(len(lab)) if lab[k] != lab[a]]
+        for p in range(len(lab)):
+            if p != a and lab[p] == lab[a]:
+                den = torch.exp(z[a, p]) + sum(torch.exp(z[a, k]) for k in negs)
+                terms.append(torch.log(den) - z[a, p])
+    (sum(terms) / len(terms)).backward()
+    torch.testing.assert_close(got, y.grad, atol=1e-9, rtol=1e-7)
