@@ -100,7 +100,9 @@ def mp_dist(x, y, c):
             na = mpmath.fsum(mpmath.mpf(p) ** 2 for p in a)
             for b in y.double().tolist():
                 nb = mpmath.fsum(mpmath.mpf(q) ** 2 for q in b)
-                sq = mpmath.fsum((mpmath.mpf(p) - mpmath.mpf(q)) ** 2 for p, q in zip(a, b))
+                sq = mpmath.fsum(
+                    (mpmath.mpf(p) - mpmath.mpf(q)) ** 2 for p, q in zip(a, b, strict=True)
+                )
                 u = mpmath.sqrt(c * sq / ((1 - c * na) * (1 - c * nb)))
                 row.append(float(2 / mpmath.sqrt(c) * mpmath.asinh(u)))
             out.append(row)
