@@ -5,6 +5,13 @@ the ranks of each query's relevant gallery items, computed one chunk of queries 
 items at exactly the same distance the one with the smaller gallery index comes first. The
 rule is deterministic and does not depend on the chunk size, the device or the sort used.
 
+For the rule to hold, equal inputs must give equal distances, wherever they sit in the
+matrices (a matrix product rounds each entry differently by its place in the tiles): the
+gallery's duplicate rows are computed once (:func:`iter_relevant_ranks`), and the default
+distance computes close pairs from their differences (:func:`euclidean_normalized`), so
+coinciding embeddings are at distance exactly 0. Collapsed models and duplicate images are
+where this matters.
+
 Every metric of this package is a function of one thing per query: the 1-based ranks
 ``rank_1 < rank_2 < ... < rank_R`` of its ``R`` relevant gallery items (same label; in
 leave-one-out mode the query itself is removed from the gallery). :func:`iter_relevant_ranks`
@@ -37,12 +44,20 @@ __all__ = [
 Distance = Callable[[Tensor, Tensor], Tensor]
 
 
+# Squared distances below this are recomputed from the differences: there the Gram form
+# ``2 - 2 <x, y>`` has lost most of its digits (its error is ~D eps whatever the distance).
+CLOSE_SQUARED = 1e-2  # d < 0.1
+_PAIRS_PER_STEP = 1 << 22  # (pairs x D) elements gathered at once while refining
+
+
 def euclidean_normalized(x: Tensor, y: Tensor) -> Tensor:
     """Euclidean distance between L2-normalised features (the default distance).
 
-    ``d(x, y) = ||x/||x|| - y/||y|| ||_2 = sqrt(max(0, 2 - 2 <x/||x||, y/||y||>))``, in
-    ``[0, 2]``, computed in the inputs' dtype with one matrix product. A zero row stays zero
-    after normalisation (it is at distance ``sqrt(2)`` from everything).
+    ``d(x, y) = ||x/||x|| - y/||y|| ||_2``, in ``[0, 2]``, in the inputs' dtype. Pairs farther
+    apart than 0.1 take ``sqrt(max(0, 2 - 2 <x/||x||, y/||y||>))`` from one matrix product;
+    closer pairs are recomputed from their differences (``CLOSE_SQUARED``), so that coinciding
+    embeddings are at distance exactly 0 and close ones keep their digits. A zero row stays
+    zero after normalisation (it is at distance ``sqrt(2)`` from everything).
 
     Shapes: ``(N, D), (M, D) -> (N, M)``.
     """
@@ -50,9 +65,15 @@ def euclidean_normalized(x: Tensor, y: Tensor) -> Tensor:
 
 
 def _unit_euclidean(x: Tensor, y: Tensor, *, out: Tensor | None = None) -> Tensor:
-    """``sqrt(max(0, 2 - 2 <x, y>))`` for unit rows, with one fused GEMM (into ``out``)."""
+    """``||x_i - y_j||`` for unit rows: one fused GEMM (into ``out``), close pairs refined."""
     two = torch.tensor(2.0, dtype=x.dtype, device=x.device)
-    return torch.addmm(two, x, y.T, alpha=-2.0, out=out).clamp_min_(0.0).sqrt_()
+    sq = torch.addmm(two, x, y.T, alpha=-2.0, out=out).clamp_min_(0.0)  # (N, M)
+    rows, cols = torch.nonzero(sq < CLOSE_SQUARED, as_tuple=True)
+    step = max(1, _PAIRS_PER_STEP // max(1, x.shape[1]))
+    for start in range(0, rows.numel(), step):
+        r, c = rows[start : start + step], cols[start : start + step]
+        sq[r, c] = (x[r] - y[c]).pow_(2).sum(dim=1)  # each pair alone: no place in a tile
+    return sq.sqrt_()
 
 
 def _block_distance(distance: Distance, gallery: Tensor) -> Callable[[Tensor], Tensor]:
@@ -70,6 +91,16 @@ def _block_distance(distance: Distance, gallery: Tensor) -> Callable[[Tensor], T
         return _unit_euclidean(F.normalize(q, dim=1), unit, out=buffers[0][: q.shape[0]])
 
     return block
+
+
+def _deduplicated(distance: Distance, gallery: Tensor) -> Callable[[Tensor], Tensor]:
+    """:func:`_block_distance` computing each distinct gallery row once: duplicate rows get
+    the same column, bit for bit, so the tie rule orders them by index."""
+    unique, inverse = torch.unique(gallery, dim=0, return_inverse=True)
+    if unique.shape[0] == gallery.shape[0]:
+        return _block_distance(distance, gallery)
+    block = _block_distance(distance, unique)
+    return lambda q: block(q)[:, inverse]
 
 
 # --------------------------------------------------------------------------- input checks
@@ -175,7 +206,7 @@ def iter_relevant_ranks(
     ranked = num_items - 1 if leave_one_out else num_items
     depth = ranked if depth is None else max(1, min(depth, ranked))
     num_relevant = _count_relevant(query_labels, gallery_labels) - int(leave_one_out)
-    block_distance = _block_distance(distance, gallery)
+    block_distance = _deduplicated(distance, gallery)
     ranker = None
     if use_numpy(query.device):
         ranker = NumpyRanker(gallery_labels, threads=torch.get_num_threads())
