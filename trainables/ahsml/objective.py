@@ -60,7 +60,8 @@ class AHSMLConfig:
     w_pos: float = 1.0
     w_neg: float = 1.0
     base_loss: Literal["ms", "contrastive", "triplet", "circle"] = "ms"
-    triplet_margin: float = 0.1
+    triplet_margin: float = 0.1  # base_loss triplet only
+    circle_scale: float = 80.0  # base_loss circle only (Circle loss' gamma)
     adaptive_margins: bool = True  # ablation: False = constant margins gamma
     consistency: bool = True  # ablation: False = no augmentation-positive term
     # optimisation
@@ -72,6 +73,8 @@ class AHSMLConfig:
             raise ConfigError(f"AHSMLConfig.aug_strength: {self.aug_strength} not in [0, 1]")
         if self.curvature <= 0:
             raise ConfigError(f"AHSMLConfig.curvature: must be > 0, got {self.curvature}")
+        if not self.circle_scale > 0:
+            raise ConfigError(f"AHSMLConfig.circle_scale: must be > 0, got {self.circle_scale}")
         if self.noise == "none" and self.noise_rate:
             raise ConfigError("AHSMLConfig.noise_rate: set noise to symmetric or small_cluster")
 
@@ -122,6 +125,7 @@ def make_loss(cfg: AHSMLConfig, model: nn.Module) -> nn.Module:
         w_neg=cfg.w_neg,
         base_loss=cfg.base_loss,
         triplet_margin=cfg.triplet_margin,
+        circle_scale=cfg.circle_scale,
         hyperbolic=cfg.hyperbolic,
         adaptive_margins=cfg.adaptive_margins,
         consistency=cfg.consistency,

@@ -67,3 +67,13 @@ def test_ablation_switches_reach_the_loss() -> None:
 def test_missing_benchmark_fails_naming_the_layout(tmp_path) -> None:
     with pytest.raises(ValueError, match="images.txt"):
         objective.validate_settings({"dataset": "cub200", "data_root": str(tmp_path)})
+
+
+def test_circle_scale_reaches_the_circle_base_loss() -> None:
+    flat = {**CONFIG, "base_loss": "circle", "circle_scale": 32.0}
+    cfg = objective.from_flat(objective.AHSMLConfig, flat)
+    loss = objective.make_loss(cfg, objective.build_model(flat))
+    assert loss.base.scale == 32.0
+    assert objective.AHSMLConfig().circle_scale == 80.0  # Circle loss' published gamma
+    with pytest.raises(objective.ConfigError, match="circle_scale"):
+        objective.from_flat(objective.AHSMLConfig, {**CONFIG, "circle_scale": 0.0})

@@ -11,13 +11,25 @@ orthogonal ``R``, for ``iterations`` rounds:
 Each step cannot increase the quantisation loss ``||Bin - V R||_F^2``. ``encode(x)`` is
 ``(x - mu) W R >= 0``, one bit per column.
 
-**Published code** [code: DSN ``tool.py``, MATHM ``itq.py``, SAKE, the same numpy port]: it
-writes ``UB, sigma, UA = np.linalg.svd(C); R = UA @ UB.T``, but numpy returns ``UA`` already
-transposed (``V^T``), so its update is ``R = S_hat^T S^T``, not the Procrustes solution; and
-it centres each set (queries, gallery) on its *own* mean. Ours is the corrected algorithm;
-``published_update=True`` and ``ITQ.encode(..., own_mean=True)`` reproduce the published one
-for comparisons with reported numbers. The published code also keeps all ``D`` PCA dims (bits
-= feature size) unless told otherwise; here ``bits`` is explicit.
+**Published code** [code: DSN ``tool.py``, MATHM ``itq.py``, SAKE, the same numpy port]:
+``fit_itq(..., published=True)`` gives its codes (for comparisons with reported numbers; up to
+float64 rounding of projections within ~1e-12 of 0). It differs from the algorithm above in five places:
+
+- the rotation update: it writes ``UB, sigma, UA = np.linalg.svd(C); R = UA @ UB.T``, but numpy
+  returns ``UA`` already transposed (``V^T``), so its update is ``R = S_hat^T S^T``, not the
+  Procrustes solution (each step can raise the quantisation loss);
+- the start rotation: the left singular vectors of ``randn(B, B)`` drawn after
+  ``np.random.seed(n_iter)`` (the legacy global generator seeded with the iteration count, 50),
+  not a seeded draw of its own;
+- the PCA: ``np.linalg.eigh(C, 'U')`` reads the upper triangle of the covariance (we read the
+  lower one, numpy's default): LAPACK then returns about half the directions with the other
+  sign, which flips those bits of every code (Hamming distances are unchanged by a flip of the
+  same bit on both sides, but ITQ's rotation is not, so the codes and rankings differ);
+- each set (queries, gallery) is centred on its *own* mean;
+- a bit is set where the projection is ``> 0`` (ITQ's own iterations use ``>= 0``).
+
+The published code also keeps all ``D`` PCA dims (bits = feature size): pass ``bits=D`` to
+match it.
 """
 
 from __future__ import annotations
@@ -40,29 +52,32 @@ class ITQ:
         projection: ``(D, B)`` PCA directions, leading first.
         rotation: ``(B, B)`` orthogonal rotation.
         losses: quantisation loss ``||Bin - V R||_F^2 / N`` after each iteration.
+        published: encode as the published code does (its own mean, ``> 0``).
     """
 
     mean: Tensor
     projection: Tensor
     rotation: Tensor
     losses: tuple[float, ...]
+    published: bool = False
 
     @property
     def bits(self) -> int:
         return self.rotation.shape[0]
 
     @torch.no_grad()
-    def encode(self, x: Tensor, *, own_mean: bool = False) -> Tensor:
+    def encode(self, x: Tensor) -> Tensor:
         """Binary codes ``(x - mu) W R >= 0``: ``(N, D) -> (N, B)`` bool.
 
-        ``own_mean=True`` centres ``x`` on its own mean instead of the fit mean, as the
-        published DSN/MATHM code does.
+        When ``published``, as the published DSN/MATHM code: ``x`` is centred on its own mean
+        instead of the fit mean, and a bit is set where the projection is ``> 0``.
         """
         if x.ndim != 2 or x.shape[1] != self.mean.shape[0]:
             raise ValueError(f"x must have shape (N, {self.mean.shape[0]}), got {tuple(x.shape)}")
         x = x.detach().to(device=self.mean.device, dtype=torch.float64)
-        centre = x.mean(dim=0) if own_mean else self.mean
-        return (x - centre) @ (self.projection @ self.rotation) >= 0
+        if self.published:  # its order of products too: ((x - mean) W) R
+            return ((x - x.mean(dim=0)) @ self.projection) @ self.rotation > 0
+        return (x - self.mean) @ (self.projection @ self.rotation) >= 0
 
 
 @torch.no_grad()
@@ -72,7 +87,7 @@ def fit_itq(
     bits: int,
     iterations: int = 50,
     seed: int,
-    published_update: bool = False,
+    published: bool = False,
 ) -> ITQ:
     """Fit ITQ on ``x`` (formulas: module docstring); computed in float64 on the CPU, the
     result on ``x``'s device.
@@ -81,8 +96,10 @@ def fit_itq(
         x: ``(N, D)`` features to fit on, ``N > bits``.
         bits: code length ``B <= D``.
         iterations: alternating rounds (50 in the paper and the ZS-SBIR code).
-        seed: seed of the random initial rotation (numpy ``default_rng``).
-        published_update: use the published code's transposed-SVD rotation update.
+        seed: seed of the random initial rotation (numpy ``default_rng``); unused when
+            ``published``.
+        published: the published code's ITQ (module docstring): its start rotation, PCA,
+            update and encoding.
 
     Raises:
         ValueError: bad shapes, ``bits``, ``iterations`` or non-finite features.
@@ -105,24 +122,36 @@ def fit_itq(
 
     mean = a.mean(axis=0)
     centred = a - mean
-    _, vectors = np.linalg.eigh(centred.T @ centred / (n - 1))  # eigenvalues ascending
-    projection = np.ascontiguousarray(vectors[:, ::-1][:, :bits])  # (D, B), leading first
+    values, vectors = np.linalg.eigh(
+        np.cov(centred, rowvar=False) if published else centred.T @ centred / (n - 1),
+        UPLO="U" if published else "L",
+    )
+    order = values.argsort()[::-1] if published else np.arange(d)[::-1]  # leading first
+    projection = np.ascontiguousarray(vectors[:, order][:, :bits])  # (D, B)
     v = centred @ projection  # (N, B)
 
-    rotation = np.linalg.svd(np.random.default_rng(seed).standard_normal((bits, bits)))[0]
+    if published:  # np.random.seed(n_iter); randn: the legacy generator, seeded by the count
+        start = np.random.RandomState(iterations).randn(bits, bits)
+    else:
+        start = np.random.default_rng(seed).standard_normal((bits, bits))
+    rotation = np.linalg.svd(start)[0]
     losses = []
     for _ in range(iterations):
         codes = np.where(v @ rotation >= 0, 1.0, -1.0)  # (N, B)
         u, _, vh = np.linalg.svd(codes.T @ v)  # codes^T V = U diag(s) Vh
         # numpy's port: R = Vh @ U^T (its `UA` is already Vh); Procrustes: R = Vh^T @ U^T.
-        rotation = vh @ u.T if published_update else vh.T @ u.T
+        rotation = vh @ u.T if published else vh.T @ u.T
         losses.append(float(((codes - v @ rotation) ** 2).sum()) / n)
 
     def back(t: np.ndarray) -> Tensor:
         return torch.from_numpy(t).to(device)
 
     return ITQ(
-        mean=back(mean), projection=back(projection), rotation=back(rotation), losses=tuple(losses)
+        mean=back(mean),
+        projection=back(projection),
+        rotation=back(rotation),
+        losses=tuple(losses),
+        published=published,
     )
 
 

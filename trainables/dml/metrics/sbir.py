@@ -10,19 +10,32 @@ whole gallery of ``M`` photos (1-based; tie rule ``(distance, gallery index)`` a
   and MATHM): ``(1/R) sum_j max_{j' >= j} p_j'``; with ``False`` the non-interpolated
   ``(1/R) sum_j p_j``, equal to ``sklearn.metrics.average_precision_score``.
 - ``prec_{K}``: ``|{j : rank_j <= K'}| / K'`` with ``K' = min(K, M)`` (SAKE ``eval_precision``).
-- ``map_{K}``: AP over the top ``K'`` only, normalised by the number of relevant photos
-  *retrieved* in it, ``n_K = |{j : rank_j <= K'}|``: ``(1/n_K) sum_{j : rank_j <= K'} p_j``,
-  and 0 when ``n_K = 0``. This is the mAP@200 of the SEM-PCYC line of ZS-SBIR code
-  (``apsak``: ``average_precision_score`` on the top-K list; non-interpolated), the code
-  behind the Sketchy split-2 mAP@200 numbers. SAKE's own ``eval_AP_inner(top=K)`` differs
-  (interpolated, normalised by ``min(K, R)``); it is not what ``map_{K}`` computes.
+- ``map_{K}``: AP over the top ``K'`` only, in one of three forms (``map_at_k``), with
+  ``T = {j : rank_j <= K'}`` the relevant photos retrieved there and ``n_K = |T|``:
+
+  * ``"standard"`` (default; the textbook AP@K): ``(1/min(K', R)) sum_{j in T} p_j``, 1 only
+    for a perfect top ``K'``;
+  * ``"sake"``: ``(1/min(K', R)) sum_{j in T} max_{j' in T, j' >= j} p_j'``, interpolated within
+    the top ``K'`` (SAKE ``eval_AP_inner(top=K)``, in both the DSN and the MATHM code);
+  * ``"sempcyc"``: ``(1/n_K) sum_{j in T} p_j``, normalised by the relevant photos *retrieved*
+    (SEM-PCYC's ``apsak``, ``average_precision_score`` on the top-K list: the code behind the
+    Sketchy split-2 mAP@200 numbers). A query with one relevant photo at rank 1 and none after
+    scores 1 whatever ``R`` is.
+
+  All three are 0 when ``n_K = 0``. On TU-Berlin-sized random data ``"sake"`` and ``"sempcyc"``
+  differ by ~0.075 at K = 100 and ~0.10 at K = 200.
 
 **Averaging** (both are reported, named apart): ``map_all``, ``prec_{K}``, ``map_{K}`` average
 over all queries (MATHM ``test.py``); ``map_all_per_class``, ``prec_{K}_per_class``,
 ``map_{K}_per_class`` average within each query class, then over the classes (DSN's
-``test_cse_resnet_*_zeroshot.py``). Queries with no relevant photo in the gallery are excluded
-from every average (the published code drops them from mAP through ``nanmean``); if all are,
-the metrics raise.
+``test_cse_resnet_*_zeroshot.py``).
+
+**Queries with no relevant photo** in the gallery (``queries_without_relevant``): their AP is
+undefined. ``"drop"`` (default) leaves them out of every average; ``"zero_precision"`` leaves
+them out of the AP averages only and counts their Prec@K as 0, as SAKE's ``eval_precision``
+averaged by MATHM's ``test.py`` does (the released codes drop their NaN APs through ``nanmean``;
+DSN's per-class mean of a class with only such queries is NaN, which is not reproduced: the
+class is left out). If no query has a relevant photo, the metrics raise.
 
 Published code ranks with ``scipy.spatial.distance.cdist`` in float64, so the features are
 cast to float64 by default here too.
@@ -31,7 +44,7 @@ cast to float64 by default here too.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -47,7 +60,10 @@ from trainables.dml.metrics._ranking import (
 )
 from trainables.dml.metrics.itq import fit_itq, hamming_distance
 
-__all__ = ["sbir_binary_metrics", "sbir_metrics"]
+__all__ = ["MapAtK", "QueriesWithoutRelevant", "sbir_binary_metrics", "sbir_metrics"]
+
+MapAtK = Literal["standard", "sake", "sempcyc"]
+QueriesWithoutRelevant = Literal["drop", "zero_precision"]
 
 
 @torch.no_grad()
@@ -62,6 +78,8 @@ def sbir_metrics(
     chunk_size: int = 1024,
     dtype: torch.dtype | None = torch.float64,
     interpolated_ap: bool = True,
+    map_at_k: MapAtK = "standard",
+    queries_without_relevant: QueriesWithoutRelevant = "drop",
 ) -> dict[str, float]:
     """mAP@all, Prec@K and mAP@K of sketch queries against a photo gallery (module docstring).
 
@@ -76,6 +94,8 @@ def sbir_metrics(
             depend on it.
         dtype: dtype both sides are cast to before ``distance`` (``None``: as given).
         interpolated_ap: VOC interpolated AP for ``map_all*`` (the ZS-SBIR code) or not.
+        map_at_k: the form of ``map_{K}`` (module docstring).
+        queries_without_relevant: ``"drop"`` or ``"zero_precision"`` (module docstring).
 
     Returns:
         ``map_all``, ``map_all_per_class`` and, for each ``K``, ``prec_{K}``, ``map_{K}``,
@@ -98,6 +118,8 @@ def sbir_metrics(
         ks=ks,
         chunk_size=chunk_size,
         interpolated_ap=interpolated_ap,
+        map_at_k=map_at_k,
+        queries_without_relevant=queries_without_relevant,
     )
 
 
@@ -115,6 +137,8 @@ def sbir_binary_metrics(
     ks: Sequence[int] = (100, 200),
     chunk_size: int = 1024,
     interpolated_ap: bool = True,
+    map_at_k: MapAtK = "standard",
+    queries_without_relevant: QueriesWithoutRelevant = "drop",
     published_itq: bool = False,
 ) -> dict[str, float]:
     """:func:`sbir_metrics` on ITQ binary codes ranked by Hamming distance.
@@ -131,9 +155,12 @@ def sbir_binary_metrics(
         fit_on: the side ITQ is fitted on.
         seed: seed of ITQ's initial rotation.
         iterations: ITQ iterations.
-        ks, chunk_size, interpolated_ap: as in :func:`sbir_metrics`.
-        published_itq: reproduce the published ITQ (transposed-SVD update, each side centred
-            on its own mean) instead of the corrected one.
+        ks, chunk_size, interpolated_ap, map_at_k, queries_without_relevant: as in
+            :func:`sbir_metrics`.
+        published_itq: reproduce the published ITQ codes (:func:`~.itq.fit_itq` ``published``:
+            its fixed start rotation, upper-triangle PCA, transposed-SVD update; each side
+            centred on its own mean; bits set where the projection is ``> 0``) instead of the
+            corrected algorithm. ``seed`` is then unused.
 
     Returns:
         The keys of :func:`sbir_metrics`.
@@ -147,17 +174,19 @@ def sbir_binary_metrics(
         bits=bits,
         iterations=iterations,
         seed=seed,
-        published_update=published_itq,
+        published=published_itq,
     )
     return _sbir(
-        itq.encode(q, own_mean=published_itq),
+        itq.encode(q),
         query_labels,
-        itq.encode(g, own_mean=published_itq),
+        itq.encode(g),
         gallery_labels,
         distance=hamming_distance,
         ks=ks,
         chunk_size=chunk_size,
         interpolated_ap=interpolated_ap,
+        map_at_k=map_at_k,
+        queries_without_relevant=queries_without_relevant,
     )
 
 
@@ -171,50 +200,68 @@ def _sbir(
     ks: Sequence[int],
     chunk_size: int,
     interpolated_ap: bool,
+    map_at_k: MapAtK,
+    queries_without_relevant: QueriesWithoutRelevant,
 ) -> dict[str, float]:
     ql = check_labels(query_labels, q.shape[0], name="query_labels", device=q.device)
     gl = check_labels(gallery_labels, g.shape[0], name="gallery_labels", device=q.device)
     ks = check_ks(ks)
     check_chunk_size(chunk_size)
+    if map_at_k not in get_args(MapAtK):
+        raise ValueError(f"map_at_k must be one of {list(get_args(MapAtK))}, got {map_at_k!r}")
+    if queries_without_relevant not in get_args(QueriesWithoutRelevant):
+        raise ValueError(
+            f"queries_without_relevant must be one of {list(get_args(QueriesWithoutRelevant))}, "
+            f"got {queries_without_relevant!r}"
+        )
     if q.shape[1] != g.shape[1]:
         raise ValueError(f"query has {q.shape[1]} features but gallery has {g.shape[1]}")
 
     per_query: dict[str, list[Tensor]] = {}
-    labels: list[Tensor] = []
+    answerable: list[Tensor] = []
     for chunk in iter_relevant_ranks(
         q, ql, g, gl, distance=distance, depth=None, leave_one_out=False, chunk_size=chunk_size
     ):
-        keep = chunk.num_relevant > 0
-        labels.append(ql[chunk.rows][keep])
+        answerable.append(chunk.num_relevant > 0)
         values = _per_query(
-            chunk.ranks[keep], chunk.num_relevant[keep], ks, g.shape[0], interpolated_ap
+            chunk.ranks, chunk.num_relevant, ks, g.shape[0], interpolated_ap, map_at_k
         )
         for name, value in values.items():
             per_query.setdefault(name, []).append(value)
-    kept_labels = torch.cat(labels)
-    if kept_labels.numel() == 0:
+    has_relevant = torch.cat(answerable)
+    if not bool(has_relevant.any()):
         raise ValueError("no query label occurs in gallery_labels: every AP is undefined")
-    _, cls = torch.unique(kept_labels, return_inverse=True)
+    everyone = torch.ones_like(has_relevant)
     out: dict[str, float] = {}
     for name, chunks in per_query.items():
-        v = torch.cat(chunks)
+        counted = (
+            everyone
+            if name.startswith("prec_") and queries_without_relevant == "zero_precision"
+            else has_relevant
+        )
+        v = torch.cat(chunks)[counted]
         out[name] = float(v.mean())
+        _, cls = torch.unique(ql[counted], return_inverse=True)
         out[f"{name}_per_class"] = _mean_of_class_means(v, cls)
     return out
 
 
 def _per_query(
-    ranks: Tensor, num_relevant: Tensor, ks: tuple[int, ...], gallery_size: int, interpolated: bool
+    ranks: Tensor,
+    num_relevant: Tensor,
+    ks: tuple[int, ...],
+    gallery_size: int,
+    interpolated: bool,
+    map_at_k: MapAtK,
 ) -> dict[str, Tensor]:
-    """Per-query AP@all, Prec@K, AP@K from ``(c, W)`` ranks of the relevant photos."""
+    """Per-query AP@all, Prec@K, AP@K from ``(c, W)`` ranks of the relevant photos (APs of
+    queries without a relevant photo are meaningless; the caller leaves them out)."""
     j = torch.arange(1, ranks.shape[1] + 1, device=ranks.device, dtype=torch.float64)
     valid = torch.arange(ranks.shape[1], device=ranks.device) < num_relevant[:, None]
     precision = torch.where(valid, j / ranks, 0.0)  # p_j, 0 on padding
-    r = num_relevant.to(torch.float64)
+    r = num_relevant.to(torch.float64).clamp_min(1.0)
     if interpolated:
-        # max over j' >= j of p_j' (padding is 0, so it never wins)
-        envelope = precision.flip(1).cummax(dim=1).values.flip(1)
-        ap_all = torch.where(valid, envelope, 0.0).sum(dim=1) / r
+        ap_all = _envelope(precision, valid).sum(dim=1) / r
     else:
         ap_all = precision.sum(dim=1) / r
     out = {"map_all": ap_all}
@@ -223,9 +270,22 @@ def _per_query(
         in_top = valid & (ranks <= top)
         found = in_top.sum(dim=1).to(torch.float64)
         out[f"prec_{k}"] = found / top
-        ap_k = torch.where(in_top, precision, 0.0).sum(dim=1) / found.clamp_min(1.0)
-        out[f"map_{k}"] = ap_k  # 0 when nothing relevant is in the top K
+        if map_at_k == "sake":
+            terms = _envelope(torch.where(in_top, precision, 0.0), in_top)
+        else:
+            terms = torch.where(in_top, precision, 0.0)
+        if map_at_k == "sempcyc":
+            norm = found.clamp_min(1.0)
+        else:
+            norm = torch.minimum(r, torch.tensor(float(top), dtype=torch.float64))
+        out[f"map_{k}"] = terms.sum(dim=1) / norm  # 0 when nothing relevant is in the top K
     return out
+
+
+def _envelope(precision: Tensor, mask: Tensor) -> Tensor:
+    """``max_{j' >= j} p_j'`` on ``mask`` (0 elsewhere); ``precision`` is 0 off the mask, so
+    padding never wins."""
+    return torch.where(mask, precision.flip(1).cummax(dim=1).values.flip(1), 0.0)
 
 
 def _mean_of_class_means(values: Tensor, cls: Tensor) -> float:

@@ -47,8 +47,44 @@ def test_quantisation_loss_decreases_over_iterations(seed):
 def test_published_transposed_update_is_not_the_procrustes_solution():
     x = features(4)
     ours = fit_itq(x, bits=8, seed=0)
-    published = fit_itq(x, bits=8, seed=0, published_update=True)
+    published = fit_itq(x, bits=8, seed=0, published=True)
     assert ours.losses[-1] < published.losses[-1]
+
+
+def published_codes(train: np.ndarray, test: np.ndarray, n_iter: int = 50):
+    """The published compressITQ, written from its definition: own-mean centring, covariance
+    eigenvectors read from the upper triangle sorted by eigenvalue, start rotation from the
+    legacy generator seeded with n_iter, update R = Vh U^T, codes where the projection > 0."""
+    train = train - train.mean(axis=0, keepdims=True)
+    test = test - test.mean(axis=0, keepdims=True)
+    values, vectors = np.linalg.eigh(np.cov(train, rowvar=False), "U")
+    pc = vectors[:, values.argsort()[::-1]]
+    v_train, v_test = train @ pc, test @ pc
+    bits = v_train.shape[1]
+    np.random.seed(n_iter)
+    r = np.linalg.svd(np.random.randn(bits, bits))[0][:, :bits]
+    for _ in range(n_iter):
+        b = np.where(v_train @ r >= 0, 1.0, -1.0)
+        ub, _, ua = np.linalg.svd(b.T @ v_train)
+        r = ua @ ub.T
+    return (v_train @ r) > 0, (v_test @ r) > 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_published_codes_are_the_published_compress_itq(seed):
+    x = features(seed, n=300)
+    train, test = x[:200], x[200:] + 0.5  # the test side has its own mean
+    want_train, want_test = published_codes(train.numpy(), test.numpy())
+    itq = fit_itq(train, bits=x.shape[1], seed=123, published=True)  # seed unused
+    assert np.array_equal(itq.encode(train).numpy(), want_train)
+    assert np.array_equal(itq.encode(test).numpy(), want_test)
+    # the lower triangle (numpy's default) flips the sign of some PCA directions: other codes
+    lower = np.linalg.eigh(np.cov(train.numpy() - train.numpy().mean(0), rowvar=False))[1]
+    upper = np.linalg.eigh(np.cov(train.numpy() - train.numpy().mean(0), rowvar=False), "U")[1]
+    flipped = (np.sign(lower[0]) != np.sign(upper[0])).sum()
+    assert 0 < flipped < x.shape[1]
+    ours = fit_itq(train, bits=x.shape[1], seed=seed)
+    assert not np.array_equal(ours.encode(train).numpy(), want_train)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -67,9 +103,9 @@ def test_encode_is_deterministic_and_seeded():
     assert not torch.equal(a.rotation, fit_itq(x, bits=6, seed=2).rotation)
 
 
-def test_own_mean_centres_each_set_on_itself():
+def test_published_encoding_centres_each_set_on_itself():
     x = features(6)
-    itq = fit_itq(x, bits=6, seed=0)
+    itq = fit_itq(x, bits=6, seed=0, published=True)
     shifted = x[:50] + 2.0
     moved = ITQ(
         mean=shifted.mean(dim=0),
@@ -77,7 +113,8 @@ def test_own_mean_centres_each_set_on_itself():
         rotation=itq.rotation,
         losses=itq.losses,
     )
-    assert torch.equal(itq.encode(shifted, own_mean=True), moved.encode(shifted))
+    assert torch.equal(itq.encode(shifted), moved.encode(shifted))
+    assert not torch.equal(itq.encode(shifted), fit_itq(x, bits=6, seed=0).encode(shifted))
 
 
 def test_bad_input_raises():

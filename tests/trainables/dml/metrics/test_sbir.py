@@ -63,27 +63,76 @@ def voc_ap(rel: list[bool]) -> float:
     )
 
 
-def naive_sbir(dist, query_labels, gallery_labels, ks, interpolated) -> dict[str, float]:
-    per_query: dict[str, list[float]] = {}
-    kept_labels = []
+def sake_ap_at_k(rel: list[bool], k: int) -> float:
+    """Port of SAKE's ``eval_AP_inner(top=K)`` in loops: VOC AP of the top K, recall over
+    min(K, R) (R counted over the whole ranking)."""
+    top = rel[:k]
+    tot_pos = min(k, sum(rel))
+    tp = fp = 0
+    rec, prec = [], []
+    for r in top:
+        tp += r
+        fp += not r
+        rec.append(tp / tot_pos)
+        prec.append(tp / (tp + fp))
+    mrec = [0.0, *rec, 1.0]
+    mpre = [0.0, *prec, 0.0]
+    for i in range(len(mpre) - 2, -1, -1):
+        mpre[i] = max(mpre[i], mpre[i + 1])
+    return sum(
+        (mrec[i + 1] - mrec[i]) * mpre[i + 1]
+        for i in range(len(mrec) - 1)
+        if mrec[i + 1] != mrec[i]
+    )
+
+
+def ap_at_k(rel: list[bool], k: int, form: str) -> float:
+    top = rel[:k]
+    if not any(top):
+        return 0.0
+    if form == "sake":
+        return sake_ap_at_k(rel, k)
+    if form == "sempcyc":
+        return plain_ap(top)  # divided by the relevant items found in the top K
+    hits, total = 0, 0.0  # standard: divided by min(K, R)
+    for pos, r in enumerate(top):
+        if r:
+            hits += 1
+            total += hits / (pos + 1)
+    return total / min(k, sum(rel))
+
+
+def naive_sbir(
+    dist,
+    query_labels,
+    gallery_labels,
+    ks,
+    interpolated,
+    *,
+    map_at_k="standard",
+    without="drop",
+) -> dict[str, float]:
+    per_query: dict[str, list[tuple[int, float]]] = {}
     m = len(gallery_labels)
     for i, label in enumerate(query_labels):
         rel = ranked_relevance(dist[i], gallery_labels, label)
         if not any(rel):
+            if without == "zero_precision":
+                for k in ks:
+                    per_query.setdefault(f"prec_{k}", []).append((label, 0.0))
             continue
-        kept_labels.append(label)
         values = {"map_all": voc_ap(rel) if interpolated else plain_ap(rel)}
         for k in ks:
             top = rel[: min(k, m)]
             values[f"prec_{k}"] = sum(top) / min(k, m)
-            values[f"map_{k}"] = plain_ap(top) if any(top) else 0.0
+            values[f"map_{k}"] = ap_at_k(rel, min(k, m), map_at_k)
         for key, v in values.items():
-            per_query.setdefault(key, []).append(v)
+            per_query.setdefault(key, []).append((label, v))
     out = {}
-    for key, vs in per_query.items():
-        out[key] = sum(vs) / len(vs)
+    for key, pairs in per_query.items():
+        out[key] = sum(v for _, v in pairs) / len(pairs)
         by_class: dict[int, list[float]] = {}
-        for label, v in zip(kept_labels, vs, strict=True):
+        for label, v in pairs:
             by_class.setdefault(label, []).append(v)
         out[f"{key}_per_class"] = sum(sum(c) / len(c) for c in by_class.values()) / len(by_class)
     return out
@@ -112,13 +161,49 @@ def assert_metrics_close(got: dict[str, float], want: dict[str, float], tol: flo
 @pytest.mark.usefixtures("kernel")
 @pytest.mark.parametrize("interpolated", [True, False])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_matches_naive_reference(seed, interpolated):
+@pytest.mark.parametrize("map_at_k", ["standard", "sake", "sempcyc"])
+@pytest.mark.parametrize("without", ["drop", "zero_precision"])
+def test_matches_naive_reference(seed, interpolated, map_at_k, without):
     q, ql, g, gl = problem(seed)
     want = naive_sbir(
-        naive_cross_dist(q, g, "euclidean_normalized"), ql.tolist(), gl.tolist(), KS, interpolated
+        naive_cross_dist(q, g, "euclidean_normalized"),
+        ql.tolist(),
+        gl.tolist(),
+        KS,
+        interpolated,
+        map_at_k=map_at_k,
+        without=without,
     )
-    got = sbir_metrics(q, ql, g, gl, ks=KS, interpolated_ap=interpolated)
+    got = sbir_metrics(
+        q,
+        ql,
+        g,
+        gl,
+        ks=KS,
+        interpolated_ap=interpolated,
+        map_at_k=map_at_k,
+        queries_without_relevant=without,
+    )
     assert_metrics_close(got, want, 1e-12)
+
+
+def test_map_at_k_forms_differ_as_measured_on_tu_berlin_sized_data():
+    """30 unseen classes, 2,400 sketch queries against 27,989 photos (at a tenth of the size):
+    the SAKE and SEM-PCYC forms of mAP@K are far apart, so the name matters."""
+    gen = torch.Generator().manual_seed(0)
+    ql = torch.randint(0, 30, (240,), generator=gen)
+    gl = torch.randint(0, 30, (2800,), generator=gen)
+    centres = torch.randn(30, 16, generator=gen, dtype=torch.float64)
+    q = centres[ql] + 2.0 * torch.randn(240, 16, generator=gen, dtype=torch.float64)
+    g = centres[gl] + 2.0 * torch.randn(2800, 16, generator=gen, dtype=torch.float64)
+    forms = {
+        f: sbir_metrics(q, ql, g, gl, ks=(100, 200), map_at_k=f)
+        for f in ("standard", "sake", "sempcyc")
+    }
+    for k in (100, 200):
+        assert forms["sempcyc"][f"map_{k}"] - forms["sake"][f"map_{k}"] > 0.05
+        assert forms["sake"][f"map_{k}"] >= forms["standard"][f"map_{k}"]  # interpolation
+    assert len({f["map_all"] for f in forms.values()}) == 1  # mAP@all does not depend on it
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -129,7 +214,9 @@ def test_per_query_ap_matches_sklearn(seed):
         rel = (gl == ql[i]).numpy()
         if not rel.any():
             continue  # covered by test_queries_without_relevant_photos_are_excluded
-        got = sbir_metrics(q[i : i + 1], ql[i : i + 1], g, gl, ks=(25,), interpolated_ap=False)
+        got = sbir_metrics(
+            q[i : i + 1], ql[i : i + 1], g, gl, ks=(25,), interpolated_ap=False, map_at_k="sempcyc"
+        )
         scores = -torch.tensor(dist[i], dtype=torch.float64).numpy()
         assert got["map_all"] == pytest.approx(average_precision_score(rel, scores), abs=1e-12)
         # mAP@K as the ZS-SBIR `apsak`: sklearn AP on the top-K list, 0 if nothing relevant.
@@ -167,8 +254,8 @@ def test_distance_ties_follow_the_index_rule(seed):
 @pytest.mark.parametrize("fit_on", ["query", "gallery"])
 def test_binary_metrics_rank_itq_codes_by_hamming(fit_on, published):
     q, ql, g, gl = problem(4, nq=30, ng=200)
-    itq = fit_itq(q if fit_on == "query" else g, bits=6, seed=3, published_update=published)
-    qc, gc = itq.encode(q, own_mean=published), itq.encode(g, own_mean=published)
+    itq = fit_itq(q if fit_on == "query" else g, bits=6, seed=3, published=published)
+    qc, gc = itq.encode(q), itq.encode(g)
     dist = naive_cross_dist(qc.long(), gc.long(), "hamming")
     want = naive_sbir(dist, ql.tolist(), gl.tolist(), KS, True)
     got = sbir_binary_metrics(
@@ -206,6 +293,11 @@ def test_queries_without_relevant_photos_are_excluded():
     assert full == sbir_metrics(q[~missing], ql[~missing], g, gl)
     with pytest.raises(ValueError, match="no query label"):
         sbir_metrics(q[missing], ql[missing], g, gl)
+    # SAKE's eval_precision (MATHM): their Prec@K counts as 0, their AP stays out
+    sake = sbir_metrics(q, ql, g, gl, queries_without_relevant="zero_precision")
+    n, n_missing = len(ql), int(missing.sum())
+    assert sake["prec_100"] == pytest.approx(full["prec_100"] * (n - n_missing) / n, abs=1e-12)
+    assert sake["map_all"] == full["map_all"] and sake["map_200"] == full["map_200"]
 
 
 def test_per_class_and_per_query_averaging_differ_on_unbalanced_queries():
@@ -228,6 +320,12 @@ def test_per_class_and_per_query_averaging_differ_on_unbalanced_queries():
             "fit_on",
         ),
         (lambda q, ql, g, gl: sbir_binary_metrics(q, ql, g, gl, bits=99), ValueError, "bits"),
+        (lambda q, ql, g, gl: sbir_metrics(q, ql, g, gl, map_at_k="voc"), ValueError, "map_at_k"),
+        (
+            lambda q, ql, g, gl: sbir_metrics(q, ql, g, gl, queries_without_relevant="nan"),
+            ValueError,
+            "queries_without_relevant",
+        ),
     ],
 )
 def test_bad_input_raises(call, error, match):
