@@ -92,6 +92,12 @@ class DSNConfig:
     device: str = "auto"  # auto: CUDA when available
     # --- final evaluation
     binary_fit_on: Literal["query", "gallery"] = "query"  # ITQ side (DSN: query sketches)
+    # ZS-SBIR metric conventions, validation and test (trainables.dml.metrics.sbir; the
+    # README's "Reproducing published numbers"): the released code's are sake / zero_precision /
+    # published ITQ
+    map_at_k: Literal["standard", "sake", "sempcyc"] = "standard"
+    queries_without_relevant: Literal["drop", "zero_precision"] = "drop"
+    published_itq: bool = False
 
     def __post_init__(self) -> None:
         if self.dataset == "digits" and self.pretrained:
@@ -150,7 +156,7 @@ def train(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: trains, validates and checkpoints once per epoch."""
     from trainables.dml.backbones import autocast_context
     from trainables.reporting import report_epoch, restore_optimizer, restore_state
-    from trainables.sbir.evaluation import retrieval_metrics
+    from trainables.sbir.evaluation import metric_conventions, retrieval_metrics
 
     cfg = from_flat(DSNConfig, config)
     device = resolve_device(cfg.device)
@@ -241,6 +247,7 @@ def train(config: dict[str, Any]) -> None:
             device=device,
             batch_size=cfg.eval_batch_size,
             amp=cfg.amp,
+            **metric_conventions(cfg),
         )
         metrics = {
             **train_metrics,

@@ -84,6 +84,12 @@ class MATHMConfig:
     device: str = "auto"  # auto: CUDA when available
     # --- final evaluation
     binary_fit_on: Literal["query", "gallery"] = "gallery"  # ITQ side (MATHM: gallery photos)
+    # ZS-SBIR metric conventions, validation and test (trainables.dml.metrics.sbir; the
+    # README's "Reproducing published numbers"): the released code's are sake / zero_precision /
+    # published ITQ
+    map_at_k: Literal["standard", "sake", "sempcyc"] = "standard"
+    queries_without_relevant: Literal["drop", "zero_precision"] = "drop"
+    published_itq: bool = False
 
     def __post_init__(self) -> None:
         if self.dataset == "digits" and self.pretrained:
@@ -155,7 +161,7 @@ def train(config: dict[str, Any]) -> None:
     from trainables.dml.backbones import autocast_context
     from trainables.dml.data.samplers import PKModalitySampler
     from trainables.reporting import report_epoch, restore_optimizer, restore_state
-    from trainables.sbir.evaluation import retrieval_metrics
+    from trainables.sbir.evaluation import metric_conventions, retrieval_metrics
 
     cfg = from_flat(MATHMConfig, config)
     device = resolve_device(cfg.device)
@@ -229,6 +235,7 @@ def train(config: dict[str, Any]) -> None:
             device=device,
             batch_size=cfg.eval_batch_size,
             amp=cfg.amp,
+            **metric_conventions(cfg),
         )
         metrics = {
             **train_metrics,

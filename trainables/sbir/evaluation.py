@@ -16,9 +16,10 @@ import torch
 from torch import Tensor, nn
 
 from trainables.dml.backbones import autocast_context
+from trainables.dml.metrics.sbir import MapAtK, QueriesWithoutRelevant
 from trainables.sbir.data import PHOTO, SKETCH, Part
 
-__all__ = ["TEST_BITS", "encode", "retrieval_metrics", "test_metrics"]
+__all__ = ["TEST_BITS", "encode", "metric_conventions", "retrieval_metrics", "test_metrics"]
 
 TEST_BITS = 64  # ITQ code length of the final evaluation (both papers)
 
@@ -55,6 +56,12 @@ def _split(
     return embeddings[sketch], labels[sketch], embeddings[photo], labels[photo]
 
 
+def metric_conventions(cfg: Any) -> dict[str, Any]:
+    """The ZS-SBIR metric conventions named by an objective's config (``map_at_k``,
+    ``queries_without_relevant``), as keyword arguments of the functions below."""
+    return {"map_at_k": cfg.map_at_k, "queries_without_relevant": cfg.queries_without_relevant}
+
+
 def retrieval_metrics(
     model: nn.Module,
     part: Part,
@@ -63,14 +70,20 @@ def retrieval_metrics(
     device: torch.device,
     batch_size: int,
     amp: bool = True,
+    map_at_k: MapAtK = "standard",
+    queries_without_relevant: QueriesWithoutRelevant = "drop",
 ) -> dict[str, float]:
     """Real-valued sketch -> photo metrics of ``part``, keys ``{prefix}map_all``,
     ``{prefix}map_all_per_class``, ``{prefix}prec_100``, ``{prefix}map_100``,
-    ``{prefix}prec_200``, ``{prefix}map_200``."""
+    ``{prefix}prec_200``, ``{prefix}map_200`` (conventions: :func:`~trainables.dml.metrics.
+    sbir_metrics`)."""
     from trainables.dml.metrics import sbir_metrics
 
     q, ql, g, gl = _split(*encode(model, part, device=device, batch_size=batch_size, amp=amp))
-    return {f"{prefix}{k}": float(v) for k, v in sbir_metrics(q, ql, g, gl).items()}
+    metrics = sbir_metrics(
+        q, ql, g, gl, map_at_k=map_at_k, queries_without_relevant=queries_without_relevant
+    )
+    return {f"{prefix}{k}": float(v) for k, v in metrics.items()}
 
 
 def test_metrics(
@@ -83,6 +96,9 @@ def test_metrics(
     bits: int = TEST_BITS,
     amp: bool = True,
     prefix: str = "test/",
+    map_at_k: MapAtK = "standard",
+    queries_without_relevant: QueriesWithoutRelevant = "drop",
+    published_itq: bool = False,
 ) -> dict[str, float]:
     """Real-valued and binary (ITQ, ``bits``) metrics of ``part``: the keys of
     :func:`retrieval_metrics`, the same with ``binary_`` (``{prefix}binary_map_all``, ...) and
@@ -90,8 +106,21 @@ def test_metrics(
     from trainables.dml.metrics import sbir_binary_metrics, sbir_metrics
 
     q, ql, g, gl = _split(*encode(model, part, device=device, batch_size=batch_size, amp=amp))
-    out = {f"{prefix}{k}": float(v) for k, v in sbir_metrics(q, ql, g, gl).items()}
-    binary = sbir_binary_metrics(q, ql, g, gl, bits=bits, fit_on=fit_on)
+    real = sbir_metrics(
+        q, ql, g, gl, map_at_k=map_at_k, queries_without_relevant=queries_without_relevant
+    )
+    out = {f"{prefix}{k}": float(v) for k, v in real.items()}
+    binary = sbir_binary_metrics(
+        q,
+        ql,
+        g,
+        gl,
+        bits=bits,
+        fit_on=fit_on,
+        map_at_k=map_at_k,
+        queries_without_relevant=queries_without_relevant,
+        published_itq=published_itq,
+    )
     out.update({f"{prefix}binary_{k}": float(v) for k, v in binary.items()})
     out[f"{prefix}binary_bits"] = float(bits)
     return out
@@ -116,4 +145,6 @@ def evaluate_unseen(model: nn.Module, cfg: Any) -> dict[str, float]:
         fit_on=cfg.binary_fit_on,
         bits=min(TEST_BITS, cfg.embedding_size),
         amp=cfg.amp,
+        published_itq=cfg.published_itq,
+        **metric_conventions(cfg),
     )

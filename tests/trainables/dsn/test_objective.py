@@ -217,3 +217,33 @@ def test_trains_on_a_sake_layout_benchmark_with_distillation(
     result = objective.evaluate_test(model, config)
     assert result["test/binary_bits"] == 16  # ITQ bits capped by the embedding size
     assert 0.0 <= result["test/map_all"] <= 1.0
+
+
+def test_evaluation_conventions_reach_the_final_metrics(run: Recorder) -> None:
+    """The config's ZS-SBIR conventions are the ones the test metrics are computed with."""
+    from trainables.dml.metrics import sbir_binary_metrics, sbir_metrics
+    from trainables.sbir.data import load_sbir_data, sbir_settings
+    from trainables.sbir.evaluation import _split, encode
+
+    model = objective.build_model(DIGITS)
+    model.load_state_dict(run.states[-1]["model"])
+    released = {
+        **DIGITS,
+        "map_at_k": "sake",
+        "queries_without_relevant": "zero_precision",
+        "published_itq": True,
+    }
+    got = objective.evaluate_test(model, released)
+    cfg = objective.from_flat(objective.DSNConfig, released)
+    test = load_sbir_data(sbir_settings(cfg), parts=("test",)).test
+    assert test is not None
+    q, ql, g, gl = _split(*encode(model, test, device=torch.device("cpu"), batch_size=256))
+    options = {"map_at_k": "sake", "queries_without_relevant": "zero_precision"}
+    want = sbir_metrics(q, ql, g, gl, **options)
+    binary = sbir_binary_metrics(
+        q, ql, g, gl, bits=64, fit_on="query", published_itq=True, **options
+    )
+    assert got["test/map_200"] == pytest.approx(want["map_200"], abs=1e-12)
+    assert got["test/binary_map_all"] == pytest.approx(binary["map_all"], abs=1e-12)
+    ours = objective.evaluate_test(model, DIGITS)
+    assert ours["test/map_200"] != got["test/map_200"]  # the form of mAP@K is not a detail

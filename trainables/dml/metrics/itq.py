@@ -13,7 +13,8 @@ Each step cannot increase the quantisation loss ``||Bin - V R||_F^2``. ``encode(
 
 **Published code** [code: DSN ``tool.py``, MATHM ``itq.py``, SAKE, the same numpy port]:
 ``fit_itq(..., published=True)`` gives its codes (for comparisons with reported numbers; up to
-float64 rounding of projections within ~1e-12 of 0). It differs from the algorithm above in five places:
+float64 rounding of projections within ~1e-12 of 0). It differs from the algorithm above in
+five places:
 
 - the rotation update: it writes ``UB, sigma, UA = np.linalg.svd(C); R = UA @ UB.T``, but numpy
   returns ``UA`` already transposed (``V^T``), so its update is ``R = S_hat^T S^T``, not the
