@@ -248,7 +248,7 @@ def test_published_is_the_released_training() -> None:
     photos = x["modalities"] == PHOTO
     mem = _naive_memory(x["features"][photos].tolist(), x["labels"][photos].tolist(), _bank(x))
     assert mem > 0.0 and float(out.memory) == pytest.approx(mem, abs=1e-9)  # logged as released
-    assert float(out.loss) == pytest.approx(float(out0.loss) + mem, abs=1e-9)
+    assert float(out.loss.detach()) == pytest.approx(float(out0.loss.detach()) + mem, abs=1e-9)
     assert feats[0].grad is None  # L_mem is the features' only use, and it is detached
     torch.testing.assert_close(grad_views, grad_views0, atol=0, rtol=0)
     ours = DSNLoss(num_classes=4, feature_dim=6, bank_size=2, temperature=0.2).double()

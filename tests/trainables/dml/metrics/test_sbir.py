@@ -42,35 +42,15 @@ def plain_ap(rel: list[bool]) -> float:
     return total / hits
 
 
-def voc_ap(rel: list[bool]) -> float:
-    """Port of SAKE/DSN/MATHM ``eval_AP_inner`` + ``VOCap`` (whole ranking), in loops."""
+def voc_ap(rel: list[bool], top: int | None = None) -> float:
+    """Port of SAKE/DSN/MATHM ``eval_AP_inner(top=top)`` + ``VOCap`` in loops: VOC AP of the
+    whole ranking, or of its first ``top`` items with recall over ``min(top, R)``."""
     tot_pos = sum(rel)
+    if top is not None:
+        rel, tot_pos = rel[:top], min(top, tot_pos)
     tp = fp = 0
     rec, prec = [], []
     for r in rel:
-        tp += r
-        fp += not r
-        rec.append(tp / tot_pos)
-        prec.append(tp / (tp + fp))
-    mrec = [0.0, *rec, 1.0]
-    mpre = [0.0, *prec, 0.0]
-    for i in range(len(mpre) - 2, -1, -1):
-        mpre[i] = max(mpre[i], mpre[i + 1])
-    return sum(
-        (mrec[i + 1] - mrec[i]) * mpre[i + 1]
-        for i in range(len(mrec) - 1)
-        if mrec[i + 1] != mrec[i]
-    )
-
-
-def sake_ap_at_k(rel: list[bool], k: int) -> float:
-    """Port of SAKE's ``eval_AP_inner(top=K)`` in loops: VOC AP of the top K, recall over
-    min(K, R) (R counted over the whole ranking)."""
-    top = rel[:k]
-    tot_pos = min(k, sum(rel))
-    tp = fp = 0
-    rec, prec = [], []
-    for r in top:
         tp += r
         fp += not r
         rec.append(tp / tot_pos)
@@ -91,7 +71,7 @@ def ap_at_k(rel: list[bool], k: int, form: str) -> float:
     if not any(top):
         return 0.0
     if form == "sake":
-        return sake_ap_at_k(rel, k)
+        return voc_ap(rel, top=k)
     if form == "sempcyc":
         return plain_ap(top)  # divided by the relevant items found in the top K
     hits, total = 0, 0.0  # standard: divided by min(K, R)
