@@ -29,7 +29,6 @@ with warnings.catch_warnings():
     # FutureWarning on every import, in every trial's log and the sweep's console.
     warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
     import geoopt
-    from geoopt.manifolds.stereographic import math as ball_math
 
 __all__ = [
     "CURVATURE_PARAMETER",
@@ -251,8 +250,16 @@ class HyperbolicHead(nn.Module):
             x = x.to(_working_dtype(x))
             if self.clip_radius is not None:
                 x = clip_features(x, radius=self.clip_radius)
-            k = -self.curvature.to(x.dtype)  # geoopt's sectional curvature
-            return ball_math.project(ball_math.expmap0(x, k=k), k=k)
+            # geoopt's expmap0 and project, written out in eager torch: geoopt's are TorchScript
+            # functions, whose profiling executor computes the first backward of a process
+            # differently from the later ones (last bits), so a trial's training depended on
+            # whether its worker process had trained before.
+            sqrt_c = torch.sqrt(self.curvature.to(x.dtype))
+            norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(1e-15)
+            z = torch.tanh(sqrt_c * norm) * (x / (sqrt_c * norm))  # expmap0
+            z_norm = torch.linalg.vector_norm(z, dim=-1, keepdim=True).clamp_min(1e-15)
+            max_norm = (1.0 - ball_eps(x.dtype)) / sqrt_c
+            return torch.where(z_norm > max_norm, z / z_norm * max_norm, z)
 
     def extra_repr(self) -> str:
         return (

@@ -359,3 +359,33 @@ def test_pairwise_dist_propagates_nan() -> None:
     d = pairwise_dist(x, x, curvature=0.5)
     assert torch.isnan(d[1]).all() and torch.isnan(d[:, 1]).all()
     assert torch.isfinite(d[[0, 2, 3]][:, [0, 2, 3]]).all()
+
+
+def test_the_first_backward_of_a_process_equals_the_later_ones():
+    """A trial's numbers must not depend on whether its (reused) worker process trained before:
+    TorchScript's profiling executor (geoopt's expmap0/project) changed the first backward."""
+    import subprocess
+    import sys
+
+    script = """
+import torch
+from trainables.dml.backbones.embedding import EmbeddingNet
+from trainables.dml.backbones.small_cnn import SmallCNN
+from trainables.dml.hyperbolic import HyperbolicHead, pairwise_dist
+torch.set_num_threads(1)
+torch.manual_seed(0)
+net = EmbeddingNet(backbone=SmallCNN(width=8, out_features=16), in_features=16,
+                   embedding_size=6, hyperbolic=HyperbolicHead(curvature=0.1, learnable=True))
+x = torch.randn(12, 1, 8, 8)
+grads = []
+for _ in range(3):
+    net.zero_grad()
+    z = net(x)
+    (pairwise_dist(z, z, curvature=net.hyperbolic.curvature) ** 2).sum().backward()
+    grads.append(torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None]))
+print(all(torch.equal(grads[0], g) for g in grads[1:]))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip().splitlines()[-1] == "True", done.stdout + done.stderr
