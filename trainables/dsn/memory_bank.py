@@ -19,9 +19,10 @@ Three replacement policies once a class holds ``k`` entries:
 
 * ``"released"``: the released code's policy with its slot bug kept, for reproducing its
   reported memory loss: where ``"replace_farthest"`` writes slot ``j`` of class ``c``, it writes
-  ``s`` into every slot of class ``j`` (whose fill count stays as it was). Released training
-  does not depend on it (its memory loss has no gradient, :class:`~trainables.dsn.loss.DSNLoss`
-  ``published``); only the logged ``L_mem`` does.
+  ``s`` into every slot of class ``j`` (whose fill count stays as it was; a slot ``j`` past the
+  classes, where the released code fails with an index error, writes nothing). Released
+  training does not depend on it (its memory loss has no gradient,
+  :class:`~trainables.dsn.loss.DSNLoss` ``published``); only the logged ``L_mem`` does.
 
 While a class is filling, every policy appends. The released trainer empties the bank at the
 start of every epoch; :meth:`SketchMemoryBank.reset` does that when the caller wants it.
@@ -90,12 +91,6 @@ class SketchMemoryBank(nn.Module):
             )
         if policy not in POLICIES:
             raise ValueError(f"unknown memory bank policy {policy!r}; known: {list(POLICIES)}")
-        if policy == "released" and size > num_classes:
-            # the released slot bug indexes classes by slot: a slot past the classes fails there
-            raise ValueError(
-                f"memory bank policy 'released' needs size <= num_classes (it writes class "
-                f"<slot>), got size {size} for {num_classes} classes"
-            )
         self.num_classes = num_classes
         self.dim = dim
         self.size = size
@@ -193,7 +188,8 @@ class SketchMemoryBank(nn.Module):
             slot = int(scores.argmin())
             if float(F.cosine_similarity(feats[row : row + 1], query, dim=1)) > float(scores[slot]):
                 if self.policy == "released":
-                    self.features[slot] = feats[row]  # every slot of class `slot`, as released
+                    if slot < self.num_classes:  # past the classes the released code fails
+                        self.features[slot] = feats[row]  # every slot of class `slot`
                 else:
                     self.features[c, slot] = feats[row]
         self.counts.copy_(torch.tensor(counts))

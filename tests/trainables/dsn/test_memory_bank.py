@@ -138,5 +138,16 @@ def test_released_policy_overwrites_the_class_named_by_the_slot() -> None:
     torch.testing.assert_close(released.features[1], near.expand(2, 2))  # class 1 = slot 1
     assert released.counts.tolist() == fixed.counts.tolist() == [2, 1, 0]
     torch.testing.assert_close(released.class_means(torch.tensor([1])), near)
-    with pytest.raises(ValueError, match="size <= num_classes"):
-        SketchMemoryBank(3, 2, size=4, policy="released")
+    # more slots than classes: slot 2 names no class (the released code fails), nothing written
+    small = SketchMemoryBank(2, 2, size=3, policy="released", dtype=torch.float64)
+    three = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], dtype=torch.float64)
+    small.update(three, torch.tensor([0, 0, 0]), **none)
+    before = small.features.clone()
+    # the photo is farthest from the entry in slot 2; the sketch is closer than that entry
+    small.update(
+        torch.tensor([[0.0, 0.9]], dtype=torch.float64),
+        torch.tensor([0]),
+        photo_features=torch.tensor([[0.2, 1.0]], dtype=torch.float64),
+        photo_labels=torch.tensor([0]),
+    )
+    torch.testing.assert_close(small.features, before)
