@@ -90,9 +90,10 @@ def _as_curvature(curvature: float | Tensor, like: Tensor) -> Tensor:
     return torch.tensor(float(curvature), device=like.device, dtype=like.dtype)
 
 
-def _project64(x: Tensor, sqrt_c: Tensor, eps: float) -> Tensor:
-    """Project float64 rows onto the closed ball of radius ``(1 - eps)/sqrt(c)``."""
-    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(1e-300)
+def _project(x: Tensor, sqrt_c: Tensor, eps: float) -> Tensor:
+    """Project rows onto the closed ball of radius ``(1 - eps)/sqrt(c)`` (geoopt's ``project``)."""
+    # the clamp keeps the unused branch finite for rows at the origin (their gradient too)
+    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(1e-15)
     max_norm = (1.0 - eps) / sqrt_c
     return torch.where(norm > max_norm, x * (max_norm / norm), x)
 
@@ -154,7 +155,7 @@ def pairwise_dist(x: Tensor, y: Tensor, *, curvature: float | Tensor) -> Tensor:
         c = _as_curvature(curvature, x64)
         sqrt_c = torch.sqrt(c)
         eps = ball_eps(out_dtype)
-        x64, y64 = _project64(x64, sqrt_c, eps), _project64(y64, sqrt_c, eps)
+        x64, y64 = _project(x64, sqrt_c, eps), _project(y64, sqrt_c, eps)
         x_sq = x64.pow(2).sum(-1)  # (N,)
         y_sq = y64.pow(2).sum(-1)  # (M,)
         # summed from the differences: no cancellation for close pairs (docstring)
@@ -190,7 +191,7 @@ def paired_dist(x: Tensor, y: Tensor, *, curvature: float | Tensor) -> Tensor:
         c = _as_curvature(curvature, x64)
         sqrt_c = torch.sqrt(c)
         eps = ball_eps(out_dtype)
-        x64, y64 = _project64(x64, sqrt_c, eps), _project64(y64, sqrt_c, eps)
+        x64, y64 = _project(x64, sqrt_c, eps), _project(y64, sqrt_c, eps)
         sq_diff = (x64 - y64).pow(2).sum(-1)
         dist = _dist_from_sq(sq_diff, x64.pow(2).sum(-1), y64.pow(2).sum(-1), c)
         return dist.to(out_dtype)
@@ -257,9 +258,7 @@ class HyperbolicHead(nn.Module):
             sqrt_c = torch.sqrt(self.curvature.to(x.dtype))
             norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(1e-15)
             z = torch.tanh(sqrt_c * norm) * (x / (sqrt_c * norm))  # expmap0
-            z_norm = torch.linalg.vector_norm(z, dim=-1, keepdim=True).clamp_min(1e-15)
-            max_norm = (1.0 - ball_eps(x.dtype)) / sqrt_c
-            return torch.where(z_norm > max_norm, z / z_norm * max_norm, z)
+            return _project(z, sqrt_c, ball_eps(x.dtype))
 
     def extra_repr(self) -> str:
         return (

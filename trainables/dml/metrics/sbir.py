@@ -232,17 +232,17 @@ def _sbir(
     has_relevant = torch.cat(answerable)
     if not bool(has_relevant.any()):
         raise ValueError("no query label occurs in gallery_labels: every AP is undefined")
-    everyone = torch.ones_like(has_relevant)
+    # (queries counted, their class index): APs count the queries with a relevant photo;
+    # Prec@K counts every query under "zero_precision"
+    ap_group = (has_relevant, torch.unique(ql[has_relevant], return_inverse=True)[1])
+    prec_group = ap_group
+    if queries_without_relevant == "zero_precision":
+        prec_group = (torch.ones_like(has_relevant), torch.unique(ql, return_inverse=True)[1])
     out: dict[str, float] = {}
     for name, chunks in per_query.items():
-        counted = (
-            everyone
-            if name.startswith("prec_") and queries_without_relevant == "zero_precision"
-            else has_relevant
-        )
+        counted, cls = prec_group if name.startswith("prec_") else ap_group
         v = torch.cat(chunks)[counted]
         out[name] = float(v.mean())
-        _, cls = torch.unique(ql[counted], return_inverse=True)
         out[f"{name}_per_class"] = _mean_of_class_means(v, cls)
     return out
 
@@ -278,7 +278,7 @@ def _per_query(
         if map_at_k == "sempcyc":
             norm = found.clamp_min(1.0)
         else:
-            norm = torch.minimum(r, torch.tensor(float(top), dtype=torch.float64))
+            norm = r.clamp_max(float(top))  # min(K', R)
         out[f"map_{k}"] = terms.sum(dim=1) / norm  # 0 when nothing relevant is in the top K
     return out
 
