@@ -16,10 +16,11 @@ import torch
 from torch import nn
 
 from trainables.config import from_flat
+from trainables.runtime import RuntimeSettings
 
 
 @dataclass(frozen=True)
-class BaselineConfig:
+class BaselineConfig(RuntimeSettings):
     max_epochs: int = 6
     seed: int = 0
     dataset: Literal["digits"] = "digits"
@@ -62,8 +63,10 @@ def train(config: dict[str, Any]) -> None:
     from trainables.dml.losses import make_loss
     from trainables.dml_data import TrainBatches, embed, load_dml_data
     from trainables.reporting import report_epoch, restore_optimizer, restore_state
+    from trainables.runtime import Runtime, StepClock
 
     cfg = from_flat(BaselineConfig, config)
+    runtime = Runtime.from_config(cfg)
     torch.manual_seed(cfg.seed)
     data = load_dml_data(
         dataset=cfg.dataset,
@@ -75,7 +78,7 @@ def train(config: dict[str, Any]) -> None:
         folds=cfg.folds,
         fold=cfg.fold,
     )
-    model = build_model(config)
+    model = runtime.module(build_model(config))
     loss_fn = make_loss(
         "ms",
         alpha=cfg.ms_alpha,
@@ -89,28 +92,45 @@ def train(config: dict[str, Any]) -> None:
     if state is not None:
         model.load_state_dict(state["model"])
         restore_optimizer(optimizer, state["optimizer"])
+        runtime.precision.load_state_dict(state.get("scaler", {}))
         start_epoch = state["epoch"] + 1
 
-    batches = TrainBatches(data, batch_size=cfg.batch_size, m=cfg.samples_per_class, seed=cfg.seed)
+    batches = TrainBatches(
+        data,
+        batch_size=cfg.batch_size,
+        m=cfg.samples_per_class,
+        seed=cfg.seed,
+        num_workers=runtime.num_workers,
+        pin_memory=runtime.pin_memory,
+    )
     for epoch in range(start_epoch, cfg.max_epochs + 1):
         tic = time.perf_counter()
         model.train()
         total, steps = 0.0, 0
-        for images, labels in batches.epoch(epoch):
-            loss = loss_fn(model(images), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        clock = StepClock(runtime)
+        for images, labels in clock.iterate(batches.epoch(epoch)):
+            images, labels = runtime.tensor(images), runtime.tensor(labels)
+            with runtime.precision.autocast():
+                embeddings = model(images)
+            loss = loss_fn(embeddings.float(), labels)  # the loss in float32
+            runtime.precision.step(loss, optimizer)
             total += loss.item()
             steps += 1
+            clock.count(labels.shape[0])
+        speed = clock.metrics()
         val = evaluate_embeddings(
-            embed(model, data.val), data.val_labels, curvature=None, seed=cfg.seed
+            embed(model, data.val, runtime=runtime),
+            runtime.tensor(data.val_labels),
+            curvature=None,
+            seed=cfg.seed,
         )
         metrics = {
             "train/loss": total / max(steps, 1),
             "train/noise_rate": data.realised_noise_rate,
             "train/epoch_seconds": time.perf_counter() - tic,
+            **speed,
             **{f"val/{k}": v for k, v in val.items()},
+            **runtime.report(),
         }
         report_epoch(
             metrics,
@@ -118,6 +138,7 @@ def train(config: dict[str, Any]) -> None:
                 "epoch": epoch,
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
+                "scaler": runtime.precision.state_dict(),
                 "config": asdict(cfg),
             },
         )
@@ -127,9 +148,16 @@ def evaluate_test(model: nn.Module, config: dict[str, Any]) -> dict[str, float]:
     """Final evaluation on the test classes (the only reader of them): ``test/*`` metrics."""
     from trainables.dml.evaluation import evaluate_embeddings
     from trainables.dml_data import embed, load_dml_test
+    from trainables.runtime import Runtime
 
     cfg = from_flat(BaselineConfig, config)
+    runtime = Runtime.from_config(cfg)
     images, labels = load_dml_test(dataset=cfg.dataset, data_root="", image_size=8)
-    model.eval()
-    metrics = evaluate_embeddings(embed(model, images), labels, curvature=None, seed=cfg.seed)
+    model = runtime.module(model).eval()
+    metrics = evaluate_embeddings(
+        embed(model, images, runtime=runtime),
+        runtime.tensor(labels),
+        curvature=None,
+        seed=cfg.seed,
+    )
     return {f"test/{k}": v for k, v in metrics.items()}

@@ -11,6 +11,7 @@ seeded with ``seed``); the test classes stay out of every fold.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,15 +181,33 @@ def load_dml_test(*, dataset: str, data_root: str, image_size: int) -> tuple[Dat
 
 
 class TrainBatches:
-    """m-per-class batches of the training set, reseeded per epoch: ``(images, labels)``."""
+    """m-per-class batches of the training set, reseeded per epoch: ``(images, labels)``, or
+    with ``views`` (a :class:`~trainables.dml.data.augment.AugmentedPair`) ``((weak, strong),
+    labels)``.
+
+    In memory (the digits) a batch is one gather and the views are drawn per batch. Image files
+    are decoded, and their views drawn, in persistent prefetching workers
+    (:class:`~trainables.dml.data.pipeline.WorkerLoader`, ``num_workers``), seeded per
+    ``(seed, epoch, item)``.
+    """
 
     def __init__(
-        self, data: DMLData, *, batch_size: int, m: int, seed: int, num_workers: int = 0
+        self,
+        data: DMLData,
+        *,
+        batch_size: int,
+        m: int,
+        seed: int,
+        views: Any = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
     ) -> None:
-        from torch.utils.data import BatchSampler, DataLoader
+        from torch.utils.data import BatchSampler
 
+        from trainables.dml.data.pipeline import WorkerLoader
         from trainables.dml.data.samplers import MPerClassSampler
 
+        self.seed, self.views = seed, views
         self.sampler = MPerClassSampler(
             data.train_labels,
             m=m,
@@ -197,29 +216,61 @@ class TrainBatches:
             seed=seed,
         )
         self.batches = BatchSampler(self.sampler, batch_size=batch_size, drop_last=True)
-        self.loader = DataLoader(data.train, batch_sampler=self.batches, num_workers=num_workers)
+        self.in_memory = data.train if isinstance(data.train, TensorDataset) else None
+        self.loader = (
+            None
+            if self.in_memory is not None
+            else WorkerLoader(
+                data.train,
+                None if views is None else views.stacked,
+                workers=num_workers,
+                pin_memory=pin_memory,
+            )
+        )
 
-    def epoch(self, epoch: int):  # -> Iterator[tuple[Tensor, Tensor]]
+    def epoch(self, epoch: int) -> Iterator[tuple[Any, torch.Tensor]]:
         self.sampler.set_epoch(epoch)
-        if isinstance(self.loader.dataset, TensorDataset):
-            # In memory: one gather per batch, the loader's batches exactly (fetching item by
-            # item cost a tenth of a digits epoch).
-            images, labels = self.loader.dataset.tensors
-            return ((images[index], labels[index]) for index in map(torch.as_tensor, self.batches))
-        return iter(self.loader)
+        if self.in_memory is not None:
+            # One gather per batch, the loader's batches exactly (fetching item by item cost a
+            # tenth of a digits epoch).
+            images, labels = self.in_memory.tensors
+            for index in map(torch.as_tensor, self.batches):
+                x = images[index]
+                yield (x if self.views is None else self.views(x)), labels[index]
+            return
+        assert self.loader is not None
+        for x, y in self.loader.batches(list(self.batches), key=self.seed * 1_000_003 + epoch):
+            yield (x if self.views is None else (x[:, 0], x[:, 1])), y
 
 
 @torch.no_grad()
-def embed(model: torch.nn.Module, dataset: Dataset, *, batch_size: int = 512) -> torch.Tensor:
-    """Embeddings ``(N, D)`` of a dataset in eval mode, in order."""
+def embed(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    *,
+    batch_size: int = 512,
+    runtime: Any = None,
+    num_workers: int = 0,
+) -> torch.Tensor:
+    """Embeddings ``(N, D)`` float32 of a dataset in eval mode, in order, on ``runtime``'s
+    device (a :class:`~trainables.runtime.Runtime`; None: the model's own, no autocast)."""
+
     from torch.utils.data import DataLoader
 
     was_training = model.training
     model.eval()
     if isinstance(dataset, TensorDataset):  # in memory: no item-by-item fetching
-        batches = dataset.tensors[0].split(batch_size)
+        batches: Any = dataset.tensors[0].split(batch_size)
     else:
-        batches = (x for x, _ in DataLoader(dataset, batch_size=batch_size))
-    out = torch.cat([model(x) for x in batches])
+        pin = runtime is not None and runtime.pin_memory
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=pin)
+        batches = (x for x, _ in loader)
+    out = []
+    for x in batches:
+        if runtime is None:
+            out.append(model(x).float())
+            continue
+        with runtime.precision.autocast():
+            out.append(model(runtime.tensor(x)).float())
     model.train(was_training)
-    return out
+    return torch.cat(out)

@@ -49,8 +49,11 @@ def capture_reports() -> Iterator[Reports]:
         _SINK.reset(token)
 
 
-def report_epoch(metrics: dict[str, float], *, state: dict[str, Any] | None = None) -> None:
+def report_epoch(metrics: dict[str, Any], *, state: dict[str, Any] | None = None) -> None:
     """Report one epoch's metrics (namespaced, e.g. ``train/loss``) with an optional checkpoint.
+
+    String values (``runtime/device``, ...) describe the trial and are tracked as run tags. The
+    checkpoint state is saved with its tensors on the CPU.
 
     Raises ``FloatingPointError`` on a non-finite metric, so a diverged trial fails cleanly in
     Tune, Optuna and MLflow instead of reporting NaN. In capture mode the metrics go to the
@@ -59,6 +62,8 @@ def report_epoch(metrics: dict[str, float], *, state: dict[str, Any] | None = No
     bad = {k: v for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)}
     if bad:
         raise FloatingPointError(f"non-finite metrics: {bad}")
+    if state is not None:
+        state = on_cpu(state)
     sink = _SINK.get()
     if sink is not None:
         sink.append(dict(metrics))
@@ -76,6 +81,18 @@ def report_epoch(metrics: dict[str, float], *, state: dict[str, Any] | None = No
     with tempfile.TemporaryDirectory() as directory:
         torch.save(state, Path(directory) / STATE_FILE)
         tune.report(tagged, checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+def on_cpu(value: Any) -> Any:
+    """``value`` with every tensor in it (nested in dicts, lists, tuples) moved to the CPU: a
+    checkpoint written on a GPU node restores on any node."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: on_cpu(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(on_cpu(v) for v in value)
+    return value
 
 
 def restore_state() -> dict[str, Any] | None:

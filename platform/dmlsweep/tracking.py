@@ -114,6 +114,7 @@ class MlflowTracking(Callback):
         self.client = MlflowClient(tracking_uri)
         self.trial_runs: dict[str, str] = {}  # Tune trial id -> MLflow run id
         self._trial_nodes: dict[str, str] = {}  # Tune trial id -> Ray node id last seen
+        self._trial_runtimes: dict[str, dict[str, str]] = {}  # trial id -> runtime/* last seen
         self._configs: dict[str, _ConfigHistory] = {}  # Tune trial id -> its hyperparameters
         self._refused_metrics: set[str] = set()  # names MLflow refused: not sent again
         self._start_logging_thread()
@@ -259,6 +260,13 @@ class MlflowTracking(Callback):
             # A trial rescheduled after a node loss shows where it ran last.
             self._trial_nodes[trial.trial_id] = node
             tags.append(RunTag("ray.node_id", str(node)))
+        runtime = {
+            k: v for k, v in result.items() if k.startswith("runtime/") and isinstance(v, str)
+        }
+        if runtime and self._trial_runtimes.get(trial.trial_id) != runtime:
+            # where and how the trial computes (device, GPU ids, AMP, workers), as it last ran
+            self._trial_runtimes[trial.trial_id] = runtime
+            tags += [RunTag(f"dmlsweep.{k.replace('/', '.')}", v) for k, v in runtime.items()]
         config_metrics, config_tags = self._config_changes(trial, step=step, now=now)
         metrics += config_metrics
         tags += config_tags

@@ -24,10 +24,11 @@ import torch
 from torch import nn
 
 from trainables.config import ConfigError, from_flat
+from trainables.runtime import RuntimeSettings
 
 
 @dataclass(frozen=True)
-class AHSMLConfig:
+class AHSMLConfig(RuntimeSettings):
     max_epochs: int = 8
     seed: int = 0
     # data
@@ -69,6 +70,7 @@ class AHSMLConfig:
     weight_decay: float = 1e-4
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 0.0 <= self.aug_strength <= 1.0:
             raise ConfigError(f"AHSMLConfig.aug_strength: {self.aug_strength} not in [0, 1]")
         if self.curvature <= 0:
@@ -152,8 +154,10 @@ def train(config: dict[str, Any]) -> None:
     from trainables.dml.hyperbolic import param_groups
     from trainables.dml_data import TrainBatches, embed, load_dml_data
     from trainables.reporting import report_epoch, restore_optimizer, restore_state
+    from trainables.runtime import Runtime, StepClock
 
     cfg = from_flat(AHSMLConfig, config)
+    runtime = Runtime.from_config(cfg)
     torch.manual_seed(cfg.seed)
     data = load_dml_data(
         dataset=cfg.dataset,
@@ -165,14 +169,15 @@ def train(config: dict[str, Any]) -> None:
         folds=cfg.folds,
         fold=cfg.fold,
     )
-    model = build_model(config)
-    loss_fn = make_loss(cfg, model)
+    model = runtime.module(build_model(config))
+    loss_fn = make_loss(cfg, model).to(runtime.device)
     optimizer = torch.optim.Adam(param_groups(model, weight_decay=cfg.weight_decay), lr=cfg.lr)
     start_epoch = 1
     state = restore_state()
     if state is not None:
         model.load_state_dict(state["model"])
         restore_optimizer(optimizer, state["optimizer"])
+        runtime.precision.load_state_dict(state.get("scaler", {}))
         start_epoch = state["epoch"] + 1
 
     flip = cfg.dataset != "digits"  # a mirrored digit is another digit
@@ -184,36 +189,44 @@ def train(config: dict[str, Any]) -> None:
         batch_size=cfg.batch_size,
         m=cfg.samples_per_class,
         seed=cfg.seed,
-        num_workers=0 if cfg.dataset == "digits" else 4,
+        views=views,
+        num_workers=runtime.num_workers,
+        pin_memory=runtime.pin_memory,
     )
     for epoch in range(start_epoch, cfg.max_epochs + 1):
         tic = time.perf_counter()
         model.train()
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
-        for images, labels in batches.epoch(epoch):
-            weak, strong = views(images)
-            out = loss_fn(model(weak), model(strong), labels)
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            optimizer.step()
+        clock = StepClock(runtime)
+        for (weak, strong), labels in clock.iterate(batches.epoch(epoch)):
+            weak, strong, labels = (runtime.tensor(t) for t in (weak, strong, labels))
+            with runtime.precision.autocast():
+                # the head leaves autocast itself: embeddings are float32 on the ball
+                z_weak, z_strong = model(weak), model(strong)
+            out = loss_fn(z_weak.float(), z_strong.float(), labels)  # the loss in float32
+            runtime.precision.step(out.loss, optimizer)
+            clock.count(labels.shape[0])
             for key, value in out.as_metrics().items():
                 if math.isfinite(value):  # a statistic is undefined in some batches (NaN)
                     sums[key] = sums.get(key, 0.0) + value
                     counts[key] = counts.get(key, 0) + 1
+        speed = clock.metrics()
+        curvature = current_curvature(model)
         val = evaluate_embeddings(
-            embed(model, data.val),
-            data.val_labels,
-            curvature=current_curvature(model),
+            embed(model, data.val, runtime=runtime, num_workers=runtime.num_workers),
+            runtime.tensor(data.val_labels),
+            curvature=curvature,
             seed=cfg.seed,
         )
-        curvature = current_curvature(model)
         metrics = {
             **{f"train/{k}": v / counts[k] for k, v in sums.items()},
             "train/noise_rate": data.realised_noise_rate,
             "train/epoch_seconds": time.perf_counter() - tic,
+            **speed,
             **({"train/curvature": curvature} if curvature is not None else {}),
             **{f"val/{k}": v for k, v in val.items()},
+            **runtime.report(),
         }
         report_epoch(
             metrics,
@@ -221,6 +234,7 @@ def train(config: dict[str, Any]) -> None:
                 "epoch": epoch,
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
+                "scaler": runtime.precision.state_dict(),
                 "config": asdict(cfg),
             },
         )
@@ -230,13 +244,18 @@ def evaluate_test(model: nn.Module, config: dict[str, Any]) -> dict[str, float]:
     """Final evaluation on the test classes (the only reader of them): ``test/*`` metrics."""
     from trainables.dml.evaluation import evaluate_embeddings
     from trainables.dml_data import embed, load_dml_test
+    from trainables.runtime import Runtime
 
     cfg = from_flat(AHSMLConfig, config)
+    runtime = Runtime.from_config(cfg)
     images, labels = load_dml_test(
         dataset=cfg.dataset, data_root=cfg.data_root, image_size=cfg.image_size
     )
-    model.eval()
+    model = runtime.module(model).eval()
     metrics = evaluate_embeddings(
-        embed(model, images), labels, curvature=current_curvature(model), seed=cfg.seed
+        embed(model, images, runtime=runtime, num_workers=runtime.num_workers),
+        runtime.tensor(labels),
+        curvature=current_curvature(model),
+        seed=cfg.seed,
     )
     return {f"test/{k}": v for k, v in metrics.items()}

@@ -41,9 +41,9 @@ from torch import nn
 from trainables.config import ConfigError, from_flat
 from trainables.dsn.batches import modality_ratio_batches, sketches_per_batch
 from trainables.dsn.loss import PHOTO, DSNLoss
+from trainables.runtime import RuntimeSettings, epoch_generator
 from trainables.sbir.data import load_sbir_data, num_train_classes, sbir_settings
 from trainables.sbir.network import SBIRNet, build_sbir_net, resolve_backbone
-from trainables.sbir.runtime import epoch_generator, resolve_device
 
 __all__ = ["DSNConfig", "KD_CLASSES", "build_model", "build_teacher", "evaluate_test", "train"]
 
@@ -51,7 +51,7 @@ KD_CLASSES = 1000  # the ImageNet teacher's classes
 
 
 @dataclass(frozen=True)
-class DSNConfig:
+class DSNConfig(RuntimeSettings):
     max_epochs: int = 6  # released: 20 (Sketchy) / 16 (TU-Berlin)
     seed: int = 0  # seeds the validation-class draw, the batches, the views and the init
     # --- data (trainables.sbir.data)
@@ -63,7 +63,6 @@ class DSNConfig:
     folds: int = 1  # > 1: class-disjoint k-fold over the seen classes (trainables.sbir.data)
     fold: int = 0  # which fold, in [0, folds); set per fold by trainables.cross_validation
     image_size: int = 16  # digits 16 (edge strokes need it), real benchmarks 224
-    num_workers: int = 4  # data-loader workers (real benchmarks only)
     eval_batch_size: int = 256
     # --- network (trainables.sbir.network)
     backbone: Literal["auto", "small_cnn", "cse_resnet50"] = "auto"  # auto: by dataset
@@ -88,8 +87,6 @@ class DSNConfig:
     lr: float = 3e-3  # Adam (released: 1e-4, pretrained backbone)
     weight_decay: float = 5e-4
     lr_decay: float = 0.1  # lr x lr_decay^((epoch - 1) / max_epochs) (released: 0.001)
-    amp: bool = True  # mixed precision on CUDA (no effect on CPU)
-    device: str = "auto"  # auto: CUDA when available
     # --- final evaluation
     binary_fit_on: Literal["query", "gallery"] = "query"  # ITQ side (DSN: query sketches)
     # ZS-SBIR metric conventions, validation and test (trainables.dml.metrics.sbir; the
@@ -100,6 +97,7 @@ class DSNConfig:
     published_itq: bool = False
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.dataset == "digits" and self.pretrained:
             raise ConfigError("DSNConfig.pretrained: the digits' small CNN has no weights")
         if self.dataset == "digits" and self.kd_teacher:
@@ -154,17 +152,18 @@ def build_teacher(weights: str) -> nn.Module:
 
 def train(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: trains, validates and checkpoints once per epoch."""
-    from trainables.dml.backbones import autocast_context
     from trainables.reporting import report_epoch, restore_optimizer, restore_state
+    from trainables.runtime import Runtime, StepClock
     from trainables.sbir.evaluation import metric_conventions, retrieval_metrics
 
     cfg = from_flat(DSNConfig, config)
-    device = resolve_device(cfg.device)
+    runtime = Runtime.from_config(cfg)
+    device = runtime.device
     torch.manual_seed(cfg.seed)
-    data = load_sbir_data(sbir_settings(cfg), parts=("train", "val"))
+    data = load_sbir_data(sbir_settings(cfg, runtime), parts=("train", "val"))
     assert data.train is not None and data.val is not None
-    model = _network(cfg, load_weights=True).to(device)
-    teacher = build_teacher(cfg.kd_teacher).to(device) if cfg.kd_teacher else None
+    model = runtime.module(_network(cfg, load_weights=True))
+    teacher = runtime.module(build_teacher(cfg.kd_teacher)) if cfg.kd_teacher else None
     loss_fn = DSNLoss(
         num_classes=data.num_classes,
         feature_dim=model.net.in_features,
@@ -184,6 +183,7 @@ def train(config: dict[str, Any]) -> None:
         model.load_state_dict(state["model"])
         restore_optimizer(optimizer, state["optimizer"])
         loss_fn.bank.load_state_dict(state["bank"])
+        runtime.precision.load_state_dict(state.get("scaler", {}))
         start_epoch = state["epoch"] + 1
 
     sketches, photos = sketches_per_batch(cfg.batch_size, cfg.photos_per_sketch)
@@ -201,11 +201,15 @@ def train(config: dict[str, Any]) -> None:
         generator = epoch_generator(cfg.seed, epoch)
         sums: dict[str, float] = {}
         batches = 0
-        for images, labels, tags in data.train.batches(index_batches, views=2, generator=generator):
-            images, labels, tags = images.to(device), labels.to(device), tags.to(device)
+        clock = StepClock(runtime)
+        for images, labels, tags in clock.iterate(
+            data.train.batches(index_batches, views=2, generator=generator)
+        ):
+            images = images.to(device, non_blocking=runtime.pin_memory)
+            labels, tags = labels.to(device), tags.to(device)
             n = labels.shape[0]
-            flat = images.transpose(0, 1).reshape(3 * n, *images.shape[2:])  # clean, v1, v2
-            with autocast_context(device, enabled=cfg.amp):
+            flat = runtime.tensor(images.transpose(0, 1).reshape(3 * n, *images.shape[2:]))
+            with runtime.precision.autocast():  # clean, view 1, view 2
                 features = model.features(flat, tags.repeat(3))  # (3N, F)
                 embeddings = model.embed(features)  # (3N, D) float32
                 logits = model.classify(embeddings[:n])
@@ -213,7 +217,7 @@ def train(config: dict[str, Any]) -> None:
                 if teacher is not None:
                     kd_logits = model.distill(embeddings[:n]).float()
                     with torch.no_grad():
-                        teacher_logits = teacher(images[:, 0]).float()
+                        teacher_logits = teacher(runtime.tensor(images[:, 0])).float()
             out = loss_fn(
                 logits=logits.float(),
                 labels=labels,
@@ -224,12 +228,12 @@ def train(config: dict[str, Any]) -> None:
                 teacher_logits=teacher_logits,
                 kd_mask=(tags == PHOTO) if teacher is not None else None,
             )
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            optimizer.step()
+            runtime.precision.step(out.loss, optimizer)
+            clock.count(3 * n)  # every image of a step is a forward and backward
             for key, value in out.metrics().items():
                 sums[key] = sums.get(key, 0.0) + value
             batches += 1
+        speed = clock.metrics()
         train_metrics = {key: value / batches for key, value in sums.items()}
         # the statistics of the bank as the epoch leaves it, not averaged over its filling
         bank = loss_fn.bank.stats()
@@ -253,7 +257,9 @@ def train(config: dict[str, Any]) -> None:
             **train_metrics,
             "train/lr": lr,
             "train/epoch_seconds": time.perf_counter() - tic,
+            **speed,
             **val,
+            **runtime.report(),
         }
         report_epoch(
             metrics,
@@ -262,6 +268,7 @@ def train(config: dict[str, Any]) -> None:
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "bank": loss_fn.bank.state_dict(),
+                "scaler": runtime.precision.state_dict(),
                 "config": asdict(cfg),
             },
         )

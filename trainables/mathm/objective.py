@@ -36,15 +36,15 @@ from torch import nn
 
 from trainables.config import ConfigError, from_flat
 from trainables.mathm.weighting import MATHMTripletLoss
+from trainables.runtime import RuntimeSettings, epoch_generator
 from trainables.sbir.data import load_sbir_data, num_train_classes, sbir_settings
 from trainables.sbir.network import SBIRNet, build_sbir_net, resolve_backbone
-from trainables.sbir.runtime import epoch_generator, resolve_device
 
 __all__ = ["MATHMConfig", "build_model", "evaluate_test", "lr_factor", "train"]
 
 
 @dataclass(frozen=True)
-class MATHMConfig:
+class MATHMConfig(RuntimeSettings):
     max_epochs: int = 6  # an epoch is `iterations` batches (released: 40 x 200)
     seed: int = 0  # seeds the validation-class draw, the batches, the views and the init
     # --- data (trainables.sbir.data)
@@ -56,7 +56,6 @@ class MATHMConfig:
     folds: int = 1  # > 1: class-disjoint k-fold over the seen classes (trainables.sbir.data)
     fold: int = 0  # which fold, in [0, folds); set per fold by trainables.cross_validation
     image_size: int = 16  # digits 16 (edge strokes need it), real benchmarks 224
-    num_workers: int = 4  # data-loader workers (real benchmarks only)
     eval_batch_size: int = 256
     # --- network (trainables.sbir.network)
     backbone: Literal["auto", "small_cnn", "cse_resnet50"] = "auto"  # auto: by dataset
@@ -80,8 +79,6 @@ class MATHMConfig:
     weight_decay: float = 1e-4
     freeze_epochs: int = 0  # epochs with the backbone frozen (released: 2)
     warmup_epochs: int = 1  # linear warmup, then cosine (released: 5)
-    amp: bool = True  # mixed precision on CUDA (no effect on CPU)
-    device: str = "auto"  # auto: CUDA when available
     # --- final evaluation
     binary_fit_on: Literal["query", "gallery"] = "gallery"  # ITQ side (MATHM: gallery photos)
     # ZS-SBIR metric conventions, validation and test (trainables.dml.metrics.sbir; the
@@ -92,6 +89,7 @@ class MATHMConfig:
     published_itq: bool = False
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.dataset == "digits" and self.pretrained:
             raise ConfigError("MATHMConfig.pretrained: the digits' small CNN has no weights")
         for name in ("max_epochs", "iterations", "classes_per_batch", "per_modality"):
@@ -158,17 +156,18 @@ def _optimizer(model: SBIRNet, cfg: MATHMConfig) -> torch.optim.Optimizer:
 
 def train(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: trains, validates and checkpoints once per epoch."""
-    from trainables.dml.backbones import autocast_context
     from trainables.dml.data.samplers import PKModalitySampler
     from trainables.reporting import report_epoch, restore_optimizer, restore_state
+    from trainables.runtime import Runtime, StepClock
     from trainables.sbir.evaluation import metric_conventions, retrieval_metrics
 
     cfg = from_flat(MATHMConfig, config)
-    device = resolve_device(cfg.device)
+    runtime = Runtime.from_config(cfg)
+    device = runtime.device
     torch.manual_seed(cfg.seed)
-    data = load_sbir_data(sbir_settings(cfg), parts=("train", "val"))
+    data = load_sbir_data(sbir_settings(cfg, runtime), parts=("train", "val"))
     assert data.train is not None and data.val is not None
-    model = _network(cfg, load_weights=True).to(device)
+    model = runtime.module(_network(cfg, load_weights=True))
     loss_fn = MATHMTripletLoss(
         margin=cfg.margin, beta=cfg.beta, floor=cfg.floor, mode=cfg.mode, published=cfg.published
     )
@@ -178,6 +177,7 @@ def train(config: dict[str, Any]) -> None:
     if state is not None:
         model.load_state_dict(state["model"])
         restore_optimizer(optimizer, state["optimizer"])
+        runtime.precision.load_state_dict(state.get("scaler", {}))
         start_epoch = state["epoch"] + 1
 
     sampler = PKModalitySampler(
@@ -200,9 +200,13 @@ def train(config: dict[str, Any]) -> None:
         sums: dict[str, float] = {}
         batches = 0
         generator = epoch_generator(cfg.seed, epoch)
-        for images, labels, tags in data.train.batches(sampler, views=0, generator=generator):
-            images, labels, tags = images.to(device), labels.to(device), tags.to(device)
-            with autocast_context(device, enabled=cfg.amp):
+        clock = StepClock(runtime)
+        for images, labels, tags in clock.iterate(
+            data.train.batches(sampler, views=0, generator=generator)
+        ):
+            images = runtime.tensor(images)
+            labels, tags = labels.to(device), tags.to(device)
+            with runtime.precision.autocast():
                 embeddings = model(images, tags)  # (B, D) float32
                 logits = model.classify(embeddings)
             ce = F.cross_entropy(logits.float(), labels)
@@ -213,9 +217,8 @@ def train(config: dict[str, Any]) -> None:
                     f"MATHM loss is not finite at epoch {epoch}: ce={float(ce)}, "
                     f"triplet={float(out.loss)}"
                 )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            runtime.precision.step(loss, optimizer)
+            clock.count(labels.shape[0])
             step = {
                 "train/loss": float(loss.detach()),
                 "train/loss_ce": float(ce.detach()),
@@ -224,6 +227,7 @@ def train(config: dict[str, Any]) -> None:
             for key, value in step.items():
                 sums[key] = sums.get(key, 0.0) + value
             batches += 1
+        speed = clock.metrics()
         train_metrics = {
             key.replace("train/triplet_weight_", "train/weight_"): value / batches
             for key, value in sums.items()
@@ -241,7 +245,9 @@ def train(config: dict[str, Any]) -> None:
             **train_metrics,
             "train/lr": cfg.lr * factor,
             "train/epoch_seconds": time.perf_counter() - tic,
+            **speed,
             **val,
+            **runtime.report(),
         }
         report_epoch(
             metrics,
@@ -249,6 +255,7 @@ def train(config: dict[str, Any]) -> None:
                 "epoch": epoch,
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
+                "scaler": runtime.precision.state_dict(),
                 "config": asdict(cfg),
             },
         )

@@ -12,7 +12,6 @@ touched only by the final evaluation.
 - :mod:`trainables.sbir.views`: random views of a batch of image tensors, drawn per image.
 - :mod:`trainables.sbir.evaluation`: encoding a part and the retrieval metrics, real-valued and
   binary (ITQ).
-- :mod:`trainables.sbir.runtime`: the device, per-epoch random generators.
 """
 
 from __future__ import annotations

@@ -39,13 +39,14 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import ConcatDataset, DataLoader
+from torch.utils.data import ConcatDataset
 from torchvision.transforms import v2
 
 from trainables.dml.data.augment import dsn_color_augment
 from trainables.dml.data.digits import DIGITS_TEST_CLASSES, load_two_modality_digits
 from trainables.dml.data.folds import check_fold, fold_split
 from trainables.dml.data.images import ImageListDataset, Item
+from trainables.dml.data.pipeline import WorkerLoader
 from trainables.dml.data.readers import LayoutError, SakeLists, read_sketchy, read_tuberlin
 from trainables.dml.data.splits import ClassSplit, split_classes
 from trainables.sbir.views import random_views
@@ -98,17 +99,24 @@ class SBIRSettings:
     val_fraction: float = 0.25
     val_max_per_class: int = 0
     image_size: int = 16
-    num_workers: int = 4
+    num_workers: int = 0  # resolved loader workers (trainables.runtime.loader_workers)
+    pin_memory: bool = False  # resolved: pinned batches for a CUDA device
     eval_batch_size: int = 256
     seed: int = 0
     folds: int = 1  # > 1: class-disjoint k-fold over the seen classes instead of val_fraction
     fold: int = 0  # which fold, in [0, folds)
 
 
-def sbir_settings(config: Any) -> SBIRSettings:
-    """The :class:`SBIRSettings` fields of an objective's config dataclass."""
-    names = [f.name for f in dataclasses.fields(SBIRSettings)]
-    return SBIRSettings(**{n: getattr(config, n) for n in names})
+def sbir_settings(config: Any, runtime: Any = None) -> SBIRSettings:
+    """The :class:`SBIRSettings` fields of an objective's config dataclass; the loader's
+    workers and pinning from ``runtime`` (a :class:`~trainables.runtime.Runtime`; None: no
+    workers, no pinning)."""
+    resolved = {"num_workers", "pin_memory"}
+    names = [f.name for f in dataclasses.fields(SBIRSettings) if f.name not in resolved]
+    values = {n: getattr(config, n) for n in names}
+    if runtime is not None:
+        values.update(num_workers=runtime.num_workers, pin_memory=runtime.pin_memory)
+    return SBIRSettings(**values)
 
 
 def _seen(settings: SBIRSettings) -> int:
@@ -255,15 +263,22 @@ class _Views:
 class FilePart:
     """A part read from image files (a SAKE benchmark): sketches then photos, each item
     ``(path relative to root, label)``. Train images: resize, horizontal flip; views add DSN's
-    colour jitter and grayscale; all ImageNet-normalised."""
+    colour jitter and grayscale; all ImageNet-normalised. Decoding and views run in
+    ``num_workers`` persistent, prefetching loader workers
+    (:class:`~trainables.dml.data.pipeline.WorkerLoader`), one loader per kind of pass; a
+    pass's draws are seeded from its ``generator``, per item."""
 
     root: Path
     sketches: tuple[Item, ...]
     photos: tuple[Item, ...]
     image_size: int
     num_workers: int
+    pin_memory: bool = False
     labels: Tensor = dataclasses.field(init=False)
     modalities: Tensor = dataclasses.field(init=False)
+    _loaders: dict[int, WorkerLoader] = dataclasses.field(
+        init=False, default_factory=dict, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         labels = [label for _, label in self.sketches] + [label for _, label in self.photos]
@@ -274,48 +289,45 @@ class FilePart:
     def __len__(self) -> int:
         return int(self.labels.numel())
 
-    def _dataset(self, transform: Any) -> ConcatDataset:
-        return ConcatDataset(
-            [
-                ImageListDataset(self.root, items, transform=transform, modality=tag)
-                for items, tag in ((self.sketches, SKETCH), (self.photos, PHOTO))
-                if items
-            ]
-        )
-
-    def _loader(self, dataset: ConcatDataset, **kwargs: Any) -> DataLoader:
-        return DataLoader(
-            dataset,
-            num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available(),
-            persistent_workers=False,
-            **kwargs,
-        )
+    def _loader(self, views: int) -> WorkerLoader:
+        """The loader of passes with ``views`` views (``-1``: evaluation), built once."""
+        if views not in self._loaders:
+            size = (self.image_size, self.image_size)
+            norm = v2.Normalize(_IMAGENET_MEAN, _IMAGENET_STD)
+            if views < 0:
+                transform: Any = v2.Compose([v2.Resize(size, antialias=True), norm])
+            else:
+                flip = v2.RandomHorizontalFlip(p=0.5)
+                transform = v2.Compose([v2.Resize(size, antialias=True), flip, norm])
+                if views:
+                    view = v2.Compose(
+                        [v2.Resize(size, antialias=True), flip, dsn_color_augment(), norm]
+                    )
+                    transform = _Views(transform, view, views)
+            dataset: ConcatDataset = ConcatDataset(
+                [
+                    ImageListDataset(self.root, items, modality=tag)
+                    for items, tag in ((self.sketches, SKETCH), (self.photos, PHOTO))
+                    if items
+                ]
+            )
+            self._loaders[views] = WorkerLoader(
+                dataset, transform, workers=self.num_workers, pin_memory=self.pin_memory
+            )
+        return self._loaders[views]
 
     def batches(
         self, index_batches: Iterable[Sequence[int]], *, views: int, generator: torch.Generator
     ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        size = (self.image_size, self.image_size)
-        norm = v2.Normalize(_IMAGENET_MEAN, _IMAGENET_STD)
-        flip = v2.RandomHorizontalFlip(p=0.5)
-        clean = v2.Compose([v2.Resize(size, antialias=True), flip, norm])
-        transform: Any = clean
-        if views:
-            view = v2.Compose([v2.Resize(size, antialias=True), flip, dsn_color_augment(), norm])
-            transform = _Views(clean, view, views)
-        loader = self._loader(
-            self._dataset(transform), batch_sampler=list(index_batches), generator=generator
-        )
-        for images, labels, modalities in loader:
+        key = int(torch.randint(0, 2**62, (1,), generator=generator))
+        batches = [list(b) for b in index_batches]
+        for images, labels, modalities in self._loader(views).batches(batches, key=key):
             yield images, labels.long(), modalities.long()
 
     def eval_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        size = (self.image_size, self.image_size)
-        transform = v2.Compose(
-            [v2.Resize(size, antialias=True), v2.Normalize(_IMAGENET_MEAN, _IMAGENET_STD)]
-        )
-        loader = self._loader(self._dataset(transform), batch_size=batch_size, shuffle=False)
-        for images, labels, modalities in loader:
+        n = len(self)
+        batches = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
+        for images, labels, modalities in self._loader(-1).batches(batches, key=0):
             yield images, labels.long(), modalities.long()
 
 
@@ -423,6 +435,7 @@ def _sake(settings: SBIRSettings, parts: Sequence[str]) -> SBIRData:
             photos=tuple(photos),
             image_size=settings.image_size,
             num_workers=settings.num_workers,
+            pin_memory=settings.pin_memory,
         )
 
     sketch_seen = lists.sketch.get("train", []) + lists.sketch.get("test", [])

@@ -31,16 +31,18 @@ def encode(
     model: nn.Module, part: Part, *, device: torch.device, batch_size: int, amp: bool = True
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Embed every item of ``part`` in eval mode: ``(N, D)`` float32, labels and modality tags
-    ``(N,)``, all on the CPU. The model's training mode is restored afterwards."""
+    ``(N,)``, all on ``device`` (where the metrics then run). The model's training mode is
+    restored afterwards."""
     was_training = model.training
     model.eval()
     chunks, labels, tags = [], [], []
     try:
         for images, y, m in part.eval_batches(batch_size):
+            m = m.to(device)
             with autocast_context(device, enabled=amp):
-                z = model(images.to(device, non_blocking=True), m.to(device))
-            chunks.append(z.float().cpu())
-            labels.append(y)
+                z = model(images.to(device, non_blocking=True), m)
+            chunks.append(z.float())
+            labels.append(y.to(device))
             tags.append(m)
     finally:
         model.train(was_training)
@@ -131,16 +133,16 @@ def evaluate_unseen(model: nn.Module, cfg: Any) -> dict[str, float]:
     ``test/map_all``, ``test/map_all_per_class``, ``test/prec_100``, ... and the ITQ 64-bit
     binary ``test/binary_*`` (ITQ fitted on ``cfg.binary_fit_on``; ``min(64, embedding_size)``
     bits, reported as ``test/binary_bits``). ``cfg`` is the objective's config dataclass."""
+    from trainables.runtime import Runtime
     from trainables.sbir.data import load_sbir_data, sbir_settings
-    from trainables.sbir.runtime import resolve_device
 
-    device = resolve_device(cfg.device)
-    data = load_sbir_data(sbir_settings(cfg), parts=("test",))
+    runtime = Runtime.from_config(cfg)
+    data = load_sbir_data(sbir_settings(cfg, runtime), parts=("test",))
     assert data.test is not None
     return test_metrics(
-        model.to(device),
+        runtime.module(model),
         data.test,
-        device=device,
+        device=runtime.device,
         batch_size=cfg.eval_batch_size,
         fit_on=cfg.binary_fit_on,
         bits=min(TEST_BITS, cfg.embedding_size),

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["amp_dtype", "autocast_context"]
+__all__ = ["MixedPrecision", "amp_dtype", "autocast_context"]
 
 
 def amp_dtype(device: torch.device | str) -> torch.dtype | None:
@@ -38,3 +38,38 @@ def autocast_context(
     if not enabled or default is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type="cuda", dtype=dtype or default)
+
+
+class MixedPrecision:
+    """A trial's mixed precision: autocast on CUDA (bfloat16 where supported, else float16 with
+    a gradient scaler, whose state travels in checkpoints), nothing on the CPU or when
+    ``enabled`` is false. Losses and ball operations run outside autocast, in float32 or wider.
+    """
+
+    def __init__(self, device: torch.device, *, enabled: bool) -> None:
+        self.device = device
+        self.dtype = amp_dtype(device) if enabled else None
+        # a float16 gradient underflows without loss scaling; bfloat16 has float32's range
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
+
+    @property
+    def name(self) -> str:
+        """``bfloat16``, ``float16`` or ``off``."""
+        return "off" if self.dtype is None else str(self.dtype).removeprefix("torch.")
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        return autocast_context(self.device, enabled=self.dtype is not None, dtype=self.dtype)
+
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """Backward and optimizer step, through the gradient scaler when there is one."""
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.scaler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            self.scaler.load_state_dict(state)

@@ -142,6 +142,11 @@ class AugmentedPair:
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return per_sample(self.weak, images), per_sample(self.strong, images)
 
+    def stacked(self, image: torch.Tensor) -> torch.Tensor:
+        """``(C, H, W) -> (2, C, H, W)``: the weak then the strong view of one image (the form a
+        data-loader worker returns)."""
+        return torch.stack([self.weak(image), self.strong(image)])
+
 
 class TwoViews:
     """Two independent random views ``(t(x), t(x))`` of a batch, for contrastive losses
