@@ -182,6 +182,7 @@ def _start_node(
     args: list[str],
     env: dict[str, str],
     address: str = "",
+    num_gpus: int = 0,
 ) -> RayNode:
     """``ray start --block`` in a new session; its log in ``root/<name>.log``. Its temp dir,
     the node's own (two raylets on one machine need their own sockets), is made under /tmp:
@@ -196,7 +197,7 @@ def _start_node(
                 "start",
                 "--block",
                 f"--num-cpus={num_cpus}",
-                "--num-gpus=0",
+                f"--num-gpus={num_gpus}",  # logical GPUs: Ray schedules them, nothing uses them
                 f"--temp-dir={temp_dir}",
                 "--disable-usage-stats",
                 # Fixed default ports would collide with the other node and other clusters.
@@ -226,13 +227,17 @@ def _start_node(
     return node
 
 
-def start_head(root: Path, *, num_cpus: int, env: dict[str, str] | None = None) -> RayNode:
-    """A Ray head node listening on a free port (its address: ``node.address``)."""
+def start_head(
+    root: Path, *, num_cpus: int, num_gpus: int = 0, env: dict[str, str] | None = None
+) -> RayNode:
+    """A Ray head node listening on a free port (its address: ``node.address``); ``num_gpus``
+    logical GPUs (on a CPU machine Ray schedules them like real ones)."""
     port = free_port()
     return _start_node(
         "head",
         root=root,
         num_cpus=num_cpus,
+        num_gpus=num_gpus,
         address=f"127.0.0.1:{port}",
         args=[
             "--head",
