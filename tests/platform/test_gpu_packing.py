@@ -39,9 +39,7 @@ def _trial_runs(runs_dir: Path, name: str) -> list:
     ]
 
 
-def test_a_quarter_gpu_each_packs_four_trials_on_one_gpu(
-    gpu_head: RayNode, tmp_path: Path
-) -> None:
+def test_a_quarter_gpu_each_packs_four_trials_on_one_gpu(gpu_head: RayNode, tmp_path: Path) -> None:
     proc = run_cli(
         "--space", "baseline", "--num-samples", "4", "--max-epochs", "6",
         "--address", gpu_head.address, "--gpus-per-trial", "0.25", "--cpus-per-trial", "1",
