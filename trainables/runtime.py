@@ -246,7 +246,8 @@ class Runtime:
 
 class StepClock:
     """Times an epoch's steps: how long the loop waited for the next batch (data wait) out of
-    its whole time, and the training images per second.
+    its whole time, and the training images per second (images through a forward and backward
+    pass: an image with two views counts twice).
 
     ``for batch in clock.iterate(batches)``, then ``clock.count(n)`` per step; the wait is the
     time spent in the loader's ``next``. :meth:`metrics` synchronises the device first, so the

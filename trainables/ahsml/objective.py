@@ -206,7 +206,7 @@ def train(config: dict[str, Any]) -> None:
                 z_weak, z_strong = model(weak), model(strong)
             out = loss_fn(z_weak.float(), z_strong.float(), labels)  # the loss in float32
             runtime.precision.step(out.loss, optimizer)
-            clock.count(labels.shape[0])
+            clock.count(2 * labels.shape[0])  # two views: each image goes through twice
             for key, value in out.as_metrics().items():
                 if math.isfinite(value):  # a statistic is undefined in some batches (NaN)
                     sums[key] = sums.get(key, 0.0) + value
