@@ -111,6 +111,11 @@ def loader_rates(cub: Path, sketchy: Path, *, workers: list[int], size: int, lim
         rate = _time_batches(batches.epoch(1), count=lambda b: b[1].shape[0], limit=limit)
         rows.append({"tree": "cub200", "pipeline": "decode, resize, weak + strong view",
                      "workers": w, "images_per_s": rate, "per_core": rate / max(w, 1)})  # fmt: skip
+        # augment_on: device, the views drawn on the GPU: the workers only decode and resize
+        batches = TrainBatches(data, batch_size=32, m=4, seed=0, num_workers=w)
+        rate = _time_batches(batches.epoch(1), count=lambda b: b[1].shape[0], limit=limit)
+        rows.append({"tree": "cub200", "pipeline": "decode, resize (views on the device)",
+                     "workers": w, "images_per_s": rate, "per_core": rate / max(w, 1)})  # fmt: skip
         settings = SBIRSettings(dataset="sketchy", data_root=str(sketchy), image_size=size,
                                 num_workers=w)  # fmt: skip
         part = load_sbir_data(settings, parts=("train",)).train

@@ -39,6 +39,9 @@ class AHSMLConfig(RuntimeSettings):
     batch_size: int = 60
     samples_per_class: int = 10  # m of the m-per-class sampler
     aug_strength: float = 0.5  # strength of the strong augmentation, in [0, 1]
+    # where the two views are drawn: in the loader workers, or on the trial's device (the
+    # workers only decode and resize: a GPU needs fewer CPU cores; README "Training on GPUs")
+    augment_on: Literal["workers", "device"] = "workers"
     image_size: int = 8  # digits: 8 (native); CUB: 224
     folds: int = 1  # > 1: class-disjoint k-fold over the non-test classes (trainables.dml_data)
     fold: int = 0  # which fold, in [0, folds); set per fold by trainables.cross_validation
@@ -136,7 +139,7 @@ def make_loss(cfg: AHSMLConfig, model: nn.Module) -> nn.Module:
 
 def current_curvature(model: nn.Module) -> float | None:
     head = getattr(model, "hyperbolic", None)
-    return None if head is None else float(head.curvature)
+    return None if head is None else float(head.curvature.detach())
 
 
 def validate_settings(settings: dict[str, Any]) -> None:
@@ -170,7 +173,7 @@ def train(config: dict[str, Any]) -> None:
         fold=cfg.fold,
     )
     model = runtime.module(build_model(config))
-    loss_fn = make_loss(cfg, model).to(runtime.device)
+    loss_fn = runtime.module(make_loss(cfg, model))
     optimizer = torch.optim.Adam(param_groups(model, weight_decay=cfg.weight_decay), lr=cfg.lr)
     start_epoch = 1
     state = restore_state()
@@ -189,7 +192,7 @@ def train(config: dict[str, Any]) -> None:
         batch_size=cfg.batch_size,
         m=cfg.samples_per_class,
         seed=cfg.seed,
-        views=views,
+        views=views if cfg.augment_on == "workers" else None,
         num_workers=runtime.num_workers,
         pin_memory=runtime.pin_memory,
     )
@@ -199,7 +202,8 @@ def train(config: dict[str, Any]) -> None:
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         clock = StepClock(runtime)
-        for (weak, strong), labels in clock.iterate(batches.epoch(epoch)):
+        for batch, labels in clock.iterate(batches.epoch(epoch)):
+            weak, strong = batch if cfg.augment_on == "workers" else views(runtime.tensor(batch))
             weak, strong, labels = (runtime.tensor(t) for t in (weak, strong, labels))
             with runtime.precision.autocast():
                 # the head leaves autocast itself: embeddings are float32 on the ball

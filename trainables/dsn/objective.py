@@ -164,18 +164,20 @@ def train(config: dict[str, Any]) -> None:
     assert data.train is not None and data.val is not None
     model = runtime.module(_network(cfg, load_weights=True))
     teacher = runtime.module(build_teacher(cfg.kd_teacher)) if cfg.kd_teacher else None
-    loss_fn = DSNLoss(
-        num_classes=data.num_classes,
-        feature_dim=model.net.in_features,
-        bank_size=cfg.bank_size,
-        temperature=cfg.temperature,
-        w_ce=cfg.w_ce,
-        w_kd=cfg.w_kd,
-        w_supcon=cfg.w_supcon,
-        w_mem=cfg.w_mem,
-        bank_policy=cfg.bank_policy,
-        published=cfg.published,
-    ).to(device)
+    loss_fn = runtime.module(
+        DSNLoss(
+            num_classes=data.num_classes,
+            feature_dim=model.net.in_features,
+            bank_size=cfg.bank_size,
+            temperature=cfg.temperature,
+            w_ce=cfg.w_ce,
+            w_kd=cfg.w_kd,
+            w_supcon=cfg.w_supcon,
+            w_mem=cfg.w_mem,
+            bank_policy=cfg.bank_policy,
+            published=cfg.published,
+        )
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_epoch = 1
     state = restore_state()
