@@ -2,9 +2,10 @@
 packing trials on one GPU gains.
 
 1. **Loader alone**: the training input pipeline of CUB-200-2011 (AHSML's: decode, resize,
-   weak + strong view, in loader workers) and of Sketchy-Extended (DSN's: decode, resize, the
-   clean image + two views) on generated real-layout trees of JPEG files (``trees.py``), in
-   source images per second and per CPU core (workers, or the main process with 0 workers).
+   weak + strong view, in loader workers; or with ``augment_on: device`` decode and resize
+   only) and of Sketchy-Extended (DSN's: decode, resize, the clean image + two views; MATHM's:
+   one flipped image) on generated real-layout trees of JPEG files (``trees.py``), in source
+   images per second and per CPU core (workers, or the main process with 0 workers).
 2. **Training**: each objective at its published recipe (backbone, image size, batch
    composition) runs ``train`` for ``--epochs`` epochs in a fresh process, without Ray (the
    reporting seam captures its reports); the last epoch's ``train/images_per_second`` (images
@@ -124,6 +125,10 @@ def loader_rates(cub: Path, sketchy: Path, *, workers: list[int], size: int, lim
         stream = part.batches(index, views=2, generator=epoch_generator(0, 1))
         rate = _time_batches(stream, count=lambda b: b[1].shape[0], limit=limit)
         rows.append({"tree": "sketchy", "pipeline": "decode, resize, clean + 2 views",
+                     "workers": w, "images_per_s": rate, "per_core": rate / max(w, 1)})  # fmt: skip
+        stream = part.batches(index, views=0, generator=epoch_generator(0, 1))  # MATHM's
+        rate = _time_batches(stream, count=lambda b: b[1].shape[0], limit=limit)
+        rows.append({"tree": "sketchy", "pipeline": "decode, resize, flip (one image)",
                      "workers": w, "images_per_s": rate, "per_core": rate / max(w, 1)})  # fmt: skip
     return rows
 
