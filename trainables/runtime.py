@@ -47,7 +47,7 @@ __all__ = [
 T = TypeVar("T")
 M = TypeVar("M", bound=nn.Module)
 
-_DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
+_DEVICE_NAME = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 
 
 class DeviceError(RuntimeError):

@@ -103,15 +103,7 @@ UNKNOWN_NAMES = [
     "cuda:",
     " cpu",
     "cuda:0 ",
-    pytest.param(
-        "cuda:\u0661",  # ARABIC-INDIC DIGIT ONE
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="check_device_name's \\d matches non-ASCII digits: 'cuda:\\u0661' passes as "
-            "cuda:N and torch.device raises RuntimeError later (trainables/runtime.py, "
-            "_DEVICE_NAME)",
-        ),
-    ),
+    "cuda:\u0661",  # ARABIC-INDIC DIGIT ONE: not an ASCII digit
 ]
 
 

@@ -90,6 +90,9 @@ class WorkerLoader:
             pin_memory=pin_memory,
             persistent_workers=workers > 0,
             prefetch_factor=PREFETCH if workers > 0 else None,
+            # its own generator for the workers' base seed, which a pass would otherwise draw
+            # from the process's
+            generator=torch.Generator(),
         )
 
     def batches(self, index_batches: Sequence[Sequence[int]], *, key: int) -> Iterator[Any]:

@@ -144,12 +144,6 @@ def test_seeded_items_leave_the_global_generator_alone(dataset: ImageListDataset
     assert torch.equal(items[(3, 4)][0], image)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="torch's DataLoader draws its _base_seed from the global generator each time an "
-    "iterator is made (WorkerLoader passes no generator=), so a pass advances the process's "
-    "RNG state (trainables/dml/data/pipeline.py, WorkerLoader.__init__)",
-)
 def test_an_in_process_pass_leaves_the_global_generator_alone(
     dataset: ImageListDataset, make_loader: Callable[..., WorkerLoader]
 ) -> None:
