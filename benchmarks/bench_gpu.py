@@ -4,8 +4,9 @@ packing trials on one GPU gains.
 1. **Loader alone**: the training input pipeline of CUB-200-2011 (AHSML's: decode, resize,
    weak + strong view, in loader workers; or with ``augment_on: device`` decode and resize
    only) and of Sketchy-Extended (DSN's: decode, resize, the clean image + two views; MATHM's:
-   one flipped image) on generated real-layout trees of JPEG files (``trees.py``), in source
-   images per second and per CPU core (workers, or the main process with 0 workers).
+   one flipped image) on generated real-layout trees of JPEG files
+   (:mod:`trainables.dml.data.layout_trees`), in source images per second and per CPU core
+   (workers, or the main process with 0 workers).
 2. **Training**: each objective at its published recipe (backbone, image size, batch
    composition) runs ``train`` for ``--epochs`` epochs in a fresh process, without Ray (the
    reporting seam captures its reports); the last epoch's ``train/images_per_second`` (images
@@ -45,9 +46,8 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from trees import write_cub, write_sketchy  # noqa: E402
+from trainables.dml.data.layout_trees import write_cub, write_sketchy  # noqa: E402
 
 OBJECTIVES = ("ahsml", "dsn", "mathm", "baseline")
 MODULES = {

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import trainables.reporting as reporting
 from trainables.config import ConfigError
+from trainables.dml.data.layout_trees import write_sketchy
 from trainables.dml.data.readers import LayoutError
 from trainables.dsn import objective
 from trainables.sbir.data import load_sbir_data, sbir_settings
@@ -168,38 +168,12 @@ def test_kd_teacher_is_refused_on_the_digits() -> None:
 # ---------------------------------------------------------------- a tiny SAKE-layout Sketchy
 
 
-def _sake_sketchy(root: Path, *, seen: int = 100, unseen: int = 25) -> Path:
-    """Sketchy split 1 in the SAKE layout with tiny random images: 2 sketches and 2 photos per
-    seen class, 1 + 1 per unseen class."""
-    rng = np.random.default_rng(0)
-    split = root / "zeroshot1"
-    split.mkdir(parents=True)
-    lists: dict[str, list[str]] = {}
-    for kind, classes, per in (("seen", seen, 2), ("zero", unseen, 1)):
-        names = [f"{kind}{c:03d}" for c in range(classes)]
-        table = "cname_cid.txt" if kind == "seen" else "cname_cid_zero.txt"
-        (split / table).write_text("".join(f"{n} {i}\n" for i, n in enumerate(names)))
-        part = "train" if kind == "seen" else "zero"
-        for prefix, folder in (("sketch_tx_000000000000_ready", "sketch"), ("all_photo", "photo")):
-            for label, name in enumerate(names):
-                (root / folder / name).mkdir(parents=True)
-                for k in range(per):
-                    rel = f"{folder}/{name}/{k}.png"
-                    pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
-                    Image.fromarray(pixels).save(root / rel)
-                    lists.setdefault(f"{prefix}_filelist_{part}.txt", []).append(f"{rel} {label}")
-    lists["sketch_tx_000000000000_ready_filelist_test.txt"] = []
-    for name, lines in lists.items():
-        (split / name).write_text("".join(line + "\n" for line in lines))
-    return root
-
-
 def test_trains_on_a_sake_layout_benchmark_with_distillation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from torchvision.models import resnet50
 
-    root = _sake_sketchy(tmp_path / "Sketchy")
+    root = write_sketchy(tmp_path / "Sketchy", per_class=2, per_unseen=1, size=8)
     teacher = tmp_path / "teacher.pt"
     torch.save(resnet50(weights=None).state_dict(), teacher)  # weights this test creates
     monkeypatch.setenv("DMLSWEEP_SKETCHY_ROOT", str(root))  # read when data_root is empty

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from trainables.dml.data.layout_trees import write_sketchy
 from trainables.dml.data.readers import LayoutError
 from trainables.sbir.data import (
     SBIRSettings,
@@ -18,35 +17,11 @@ from trainables.sbir.data import (
 )
 
 
-def _sake_sketchy(root: Path, *, seen: int = 100, unseen: int = 25) -> Path:
-    """Sketchy split 1 in the SAKE layout with tiny random images: 2 sketches and 2 photos per
-    seen class, 1 + 1 per unseen class, one held-out ``test`` sketch per seen class."""
-    rng = np.random.default_rng(0)
-    split = root / "zeroshot1"
-    split.mkdir(parents=True)
-    lists: dict[str, list[str]] = {}
-    for kind, classes, per in (("seen", seen, 2), ("zero", unseen, 1)):
-        names = [f"{kind}{c:03d}" for c in range(classes)]
-        table = "cname_cid.txt" if kind == "seen" else "cname_cid_zero.txt"
-        (split / table).write_text("".join(f"{n} {i}\n" for i, n in enumerate(names)))
-        part = "train" if kind == "seen" else "zero"
-        for prefix, folder in (("sketch_tx_000000000000_ready", "sketch"), ("all_photo", "photo")):
-            for label, name in enumerate(names):
-                (root / folder / name).mkdir(parents=True)
-                for k in range(per + (kind == "seen" and folder == "sketch")):
-                    rel = f"{folder}/{name}/{k}.png"
-                    pixels = rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)
-                    Image.fromarray(pixels).save(root / rel)
-                    which = "test" if k == per else part
-                    lists.setdefault(f"{prefix}_filelist_{which}.txt", []).append(f"{rel} {label}")
-    for name, lines in lists.items():
-        (split / name).write_text("".join(line + "\n" for line in lines))
-    return root
-
-
 @pytest.fixture(scope="module")
 def sketchy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _sake_sketchy(tmp_path_factory.mktemp("data") / "Sketchy")
+    return write_sketchy(
+        tmp_path_factory.mktemp("data") / "Sketchy", per_class=2, per_unseen=1, held_out=1, size=12
+    )
 
 
 def test_digits_parts_are_class_disjoint_and_relabelled() -> None:
