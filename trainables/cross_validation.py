@@ -48,15 +48,19 @@ def _numeric(value: Any) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
 
 
-def fold_summary(finals: Sequence[Mapping[str, Any]], *, folds: int) -> dict[str, float]:
+def fold_summary(finals: Sequence[Mapping[str, Any]], *, folds: int) -> dict[str, Any]:
     """The Tune result after ``len(finals)`` of ``folds`` folds, from each finished fold's
-    final-epoch metrics ``finals[j]`` (see the module docstring for the keys). Non-numeric
-    values are left out."""
+    final-epoch metrics ``finals[j]`` (see the module docstring for the keys). Of the
+    non-numeric values only the latest fold's ``runtime/*`` descriptions (where it ran) are
+    kept."""
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
     per_fold: dict[str, float] = {}
+    runtime: dict[str, Any] = {}
     for j, final in enumerate(finals):
         for key, value in final.items():
+            if key.startswith("runtime/") and isinstance(value, str):
+                runtime[key] = value
             if not _numeric(value):
                 continue
             sums[key] = sums.get(key, 0.0) + float(value)
@@ -67,6 +71,7 @@ def fold_summary(finals: Sequence[Mapping[str, Any]], *, folds: int) -> dict[str
         **per_fold,
         "cv/folds_done": float(len(finals)),
         "cv/folds": float(folds),
+        **runtime,
     }
 
 

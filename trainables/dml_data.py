@@ -182,8 +182,9 @@ def load_dml_test(*, dataset: str, data_root: str, image_size: int) -> tuple[Dat
 
 class TrainBatches:
     """m-per-class batches of the training set, reseeded per epoch: ``(images, labels)``, or
-    with ``views`` (a :class:`~trainables.dml.data.augment.AugmentedPair`) ``((weak, strong),
-    labels)``.
+    with ``views`` (a :class:`~trainables.dml.data.augment.AugmentedPair`) ``(pairs, labels)``,
+    ``pairs (B, 2, C, H, W)`` the weak then the strong view (one tensor: it is copied to a GPU
+    in one pinned, non-blocking transfer).
 
     In memory (the digits) a batch is one gather and the views are drawn per batch. Image files
     are decoded, and their views drawn, in persistent prefetching workers
@@ -236,11 +237,13 @@ class TrainBatches:
             images, labels = self.in_memory.tensors
             for index in map(torch.as_tensor, self.batches):
                 x = images[index]
-                yield (x if self.views is None else self.views(x)), labels[index]
+                yield (
+                    (x if self.views is None else torch.stack(self.views(x), dim=1)),
+                    labels[index],
+                )
             return
         assert self.loader is not None
-        for x, y in self.loader.batches(list(self.batches), key=self.seed * 1_000_003 + epoch):
-            yield (x if self.views is None else (x[:, 0], x[:, 1])), y
+        yield from self.loader.batches(list(self.batches), key=self.seed * 1_000_003 + epoch)
 
 
 @torch.no_grad()

@@ -6,7 +6,8 @@ The device rule (:func:`choose_device`), the same for every objective:
 - ``device: cpu`` runs on the CPU, whatever Ray assigned (the explicit way to run a GPU-
   reserving trial on the CPU, e.g. to test GPU scheduling on a CPU machine).
 - ``device: cuda`` / ``cuda:N`` needs a usable CUDA device ``N`` (Ray's
-  ``CUDA_VISIBLE_DEVICES`` numbers a trial's GPUs from 0).
+  ``CUDA_VISIBLE_DEVICES`` numbers a trial's GPUs from 0) and, in a Ray trial, a GPU that Ray
+  assigned to it (else the trial would use a GPU other trials hold).
 - ``device: auto`` (the default) inside a Ray trial: the first GPU Ray assigned to it
   (``cuda:0``: Ray makes only the assigned GPUs visible), the CPU when it assigned none. A
   trial that was assigned a GPU but cannot use CUDA fails at once with :class:`DeviceError`
@@ -97,7 +98,7 @@ def choose_device(
 
     Raises:
         DeviceError: CUDA asked for, or a GPU assigned with ``auto``, where CUDA is not usable;
-            ``cuda:N`` past the visible devices.
+            ``cuda:N`` past the visible devices; CUDA asked for in a Ray trial without a GPU.
         ConfigError: an unknown device name.
     """
     check_device_name("config", requested)
@@ -116,6 +117,12 @@ def choose_device(
             )
         return torch.device("cuda:0")
     device = torch.device(requested)
+    if assigned is not None and not assigned:
+        raise DeviceError(
+            f"device {requested!r} asked for, but Ray assigned this trial no GPU: it would use a "
+            f"GPU that other trials may hold ({report}). Ask for one with --gpus-per-trial, or "
+            "set device: auto or cpu"
+        )
     if not cuda_available:
         raise DeviceError(f"device {requested!r} asked for, but CUDA is not usable: {report}")
     index = device.index or 0

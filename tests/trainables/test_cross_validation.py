@@ -130,6 +130,12 @@ def test_summary_leaves_non_numbers_out() -> None:
                    "cv/folds": 4.0}  # fmt: skip
 
 
+def test_summary_keeps_where_the_latest_fold_ran() -> None:
+    finals = [{"a": 1.0, "runtime/device": "cuda:0"}, {"a": 3.0, "runtime/device": "cpu"}]
+    out = fold_summary(finals, folds=2)
+    assert out["runtime/device"] == "cpu" and out["a"] == 2.0  # tracked as the run's tag
+
+
 def test_make_trainable_chooses_by_the_number_of_folds(monkeypatch: pytest.MonkeyPatch) -> None:
     module = types.ModuleType("fake_objective")
     module.train = fake_train  # type: ignore[attr-defined]

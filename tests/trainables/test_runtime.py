@@ -53,6 +53,8 @@ def rule(requested: str, assigned: list[str] | None, cuda: bool) -> torch.device
             return CPU
         # the first assigned GPU is cuda:0 in the trial; holding a GPU without CUDA fails
         return torch.device("cuda", 0) if cuda else None
+    if assigned == []:  # Ray reserved no GPU for the trial: no CUDA device is its to use
+        return None
     index = 0 if requested == "cuda" else int(requested.split(":")[1])
     return torch.device("cuda", index) if cuda and index < visible else None
 

@@ -202,9 +202,17 @@ def train(config: dict[str, Any]) -> None:
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         clock = StepClock(runtime)
-        for batch, labels in clock.iterate(batches.epoch(epoch)):
-            weak, strong = batch if cfg.augment_on == "workers" else views(runtime.tensor(batch))
-            weak, strong, labels = (runtime.tensor(t) for t in (weak, strong, labels))
+        for step, (batch, labels) in enumerate(clock.iterate(batches.epoch(epoch))):
+            batch, labels = runtime.tensor(batch), runtime.tensor(labels)
+            if cfg.augment_on == "workers":
+                weak, strong = batch[:, 0], batch[:, 1]
+            else:  # drawn here, seeded per batch: a resumed trial draws the same views
+                with torch.random.fork_rng(devices=[]):
+                    torch.default_generator.manual_seed(
+                        (cfg.seed * 1_000_003 + epoch) * 1_000_003 + step
+                    )
+                    weak, strong = views(batch)
+            weak, strong = runtime.tensor(weak), runtime.tensor(strong)  # NHWC on CUDA
             with runtime.precision.autocast():
                 # the head leaves autocast itself: embeddings are float32 on the ball
                 z_weak, z_strong = model(weak), model(strong)

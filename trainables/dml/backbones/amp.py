@@ -12,12 +12,17 @@ __all__ = ["MixedPrecision", "amp_dtype", "autocast_context"]
 
 
 def amp_dtype(device: torch.device | str) -> torch.dtype | None:
-    """The autocast dtype used on ``device``: ``bfloat16`` on CUDA devices that support it,
-    else ``float16`` on CUDA (train it with ``torch.amp.GradScaler``), ``None`` (no autocast)
-    elsewhere."""
-    if torch.device(device).type != "cuda":
+    """The autocast dtype used on ``device``: ``bfloat16`` on CUDA devices with native bfloat16
+    (compute capability 8.0 and up: Ampere, Hopper, ...), else ``float16`` on CUDA (train it
+    with ``torch.amp.GradScaler``), ``None`` (no autocast) elsewhere.
+
+    Not ``torch.cuda.is_bf16_supported()``: it also answers True where bfloat16 is only
+    emulated (V100, T4), which is slow and has no cuDNN convolutions.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
 
 
 def autocast_context(

@@ -18,9 +18,19 @@ def test_cpu_is_a_no_op():
         assert (torch.randn(2, 3) @ torch.randn(3, 2)).dtype == torch.float32
 
 
-@pytest.mark.parametrize(("bf16", "expected"), [(True, torch.bfloat16), (False, torch.float16)])
-def test_cuda_autocast_dtype(monkeypatch, bf16, expected):
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+@pytest.mark.parametrize(
+    ("capability", "expected"),
+    [
+        ((9, 0), torch.bfloat16),
+        ((8, 0), torch.bfloat16),
+        ((7, 5), torch.float16),
+        ((7, 0), torch.float16),
+    ],
+)
+def test_cuda_autocast_dtype(monkeypatch, capability, expected):
+    # bfloat16 only where it is native (compute capability 8.0+), never the emulated kind
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: capability)
     assert amp_dtype("cuda:0") == expected
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "CUDA is not available" on CPU-only machines

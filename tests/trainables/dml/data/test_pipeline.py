@@ -195,9 +195,9 @@ def _epoch_indices(batches: TrainBatches, epoch: int) -> list[int]:
 def _views(batches: TrainBatches, epoch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(weak, strong, labels) of a whole epoch, batches concatenated."""
     weak, strong, labels = [], [], []
-    for (w, s), y in batches.epoch(epoch):
-        weak.append(w)
-        strong.append(s)
+    for pairs, y in batches.epoch(epoch):
+        weak.append(pairs[:, 0])
+        strong.append(pairs[:, 1])
         labels.append(y)
     return torch.cat(weak), torch.cat(strong), torch.cat(labels)
 
@@ -205,14 +205,15 @@ def _views(batches: TrainBatches, epoch: int) -> tuple[torch.Tensor, torch.Tenso
 def test_train_batches_yield_weak_and_strong_views(
     dataset: ImageListDataset, make_train_batches: Callable[[ImageListDataset, int], TrainBatches]
 ) -> None:
-    """Each batch is ((weak, strong), labels): two (B, C, H, W) views of the sampled items, the
-    labels theirs, m per class."""
+    """Each batch is (pairs, labels): pairs (B, 2, C, H, W), the weak then the strong view of
+    the sampled items, the labels theirs, m per class."""
     batches = make_train_batches(dataset, 0)
     indices = _epoch_indices(batches, 1)
     out = list(batches.epoch(1))
     assert len(out) == len(dataset) // BATCH
-    for (weak, strong), labels in out:
-        assert weak.shape == strong.shape == (BATCH, 3, CROP, CROP)
+    for pairs, labels in out:
+        assert pairs.shape == (BATCH, 2, 3, CROP, CROP)
+        weak, strong = pairs[:, 0], pairs[:, 1]
         assert weak.dtype == strong.dtype == torch.float32
         assert labels.shape == (BATCH,)
         assert sorted(torch.bincount(labels).tolist()) == [M] * (BATCH // M)
