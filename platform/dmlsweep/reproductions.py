@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dmlsweep.errors import DmlsweepError
@@ -64,6 +64,7 @@ class Reproduction:
     seed: int
     metrics: Mapping[str, float]  # the final validation metrics and the test/* metrics
     run_id: str | None = None
+    runtime: Mapping[str, str] = field(default_factory=dict)  # runtime/* (device)
 
 
 def run_reproductions(
@@ -117,8 +118,18 @@ def run_reproductions(
             for k, v in result.metrics.items()
             if "/" in k and isinstance(v, (int, float)) and not isinstance(v, bool)
         }
+        runtime = {
+            k: v
+            for k, v in result.metrics.items()
+            if k.startswith("runtime/") and isinstance(v, str)
+        }
         out.append(
-            Reproduction(rank=config["reproduction_rank"], seed=config["seed"], metrics=metrics)
+            Reproduction(
+                rank=config["reproduction_rank"],
+                seed=config["seed"],
+                metrics=metrics,
+                runtime=runtime,
+            )
         )
     return sorted(out, key=lambda r: (r.rank, r.seed))
 
@@ -159,6 +170,8 @@ def log_reproductions(
                 "dmlsweep.role": "reproduction",
                 "dmlsweep.rank": str(rep.rank),
                 "dmlsweep.seed": str(rep.seed),
+                # where it ran, as a trial's run records it
+                **{f"dmlsweep.{k.replace('/', '.')}": v for k, v in rep.runtime.items()},
             },
         )
         params = {**config, "seed": rep.seed}

@@ -55,6 +55,7 @@ def test_logged_statistics_equal_a_direct_computation(tmp_path: Path) -> None:
             rank=rank,
             seed=seed,
             metrics={"test/map_at_r": float(rng.random()), "val/map_at_r": float(rng.random())},
+            runtime={"runtime/device": f"cuda:{seed}"},
         )
         for rank in (1, 2)
         for seed in (1, 2, 3)
@@ -84,6 +85,7 @@ def test_logged_statistics_equal_a_direct_computation(tmp_path: Path) -> None:
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent}
     by_seed = {(c.data.tags["dmlsweep.rank"], c.data.params["seed"]): c for c in children}
     assert by_seed[("2", "3")].data.params["lr"] == "0.01"
+    assert by_seed[("2", "3")].data.tags["dmlsweep.runtime.device"] == "cuda:3"  # where it ran
 
 
 def test_table_has_a_row_per_configuration() -> None:

@@ -174,6 +174,10 @@ def test_reproductions_summarise_fresh_seed_test_runs(baseline_sweep) -> None:
     assert {int(r.data.params["seed"]) for r in reps} == {search_seed + 1, search_seed + 2}
     for rep in reps:  # the best configuration, re-trained with another seed
         assert rep.data.params["lr"] == best_params["lr"]
+    # where every trial and reproduction ran, as the device rule resolved it in its worker
+    for run in [*children, *reps]:
+        assert run.data.tags["dmlsweep.runtime.device"] == "cpu"
+        assert run.data.tags["dmlsweep.runtime.gpu_ids"] == "none"  # Ray assigned no GPU
     values = np.array([r.data.metrics["test/map_at_r"] for r in reps])
     low, high = scipy.stats.t.interval(0.95, df=1, loc=values.mean(), scale=scipy.stats.sem(values))
     metrics = parent.data.metrics

@@ -16,6 +16,7 @@ and after a resume.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -83,6 +84,12 @@ class WorkerLoader:
         workers: int,
         pin_memory: bool,
     ) -> None:
+        if workers == 0 and pin_memory:  # pinned batches: a CUDA trial
+            warnings.warn(
+                "a GPU trial decodes its images in its training loop (0 loader workers): it "
+                "will wait for data; give it CPUs (--cpus-per-trial, README 'Training on GPUs')",
+                stacklevel=3,
+            )
         self.feed = BatchFeed()
         self.loader = DataLoader(
             SeededItems(dataset, transform),

@@ -253,3 +253,15 @@ def test_train_batches_differ_between_epochs(
     a, b = first_indices.index(item), second_indices.index(item)
     assert not torch.equal(weak1[a], weak2[b])
     assert not torch.equal(strong1[a], strong2[b])
+
+
+def test_a_gpu_loader_without_workers_warns(dataset: ImageListDataset) -> None:
+    """Pinned batches (a CUDA trial) decoded in the training loop: the trial is told to take
+    CPUs; a CPU trial without workers is not warned."""
+    with pytest.warns(UserWarning, match="0 loader workers"):
+        WorkerLoader(dataset, None, workers=0, pin_memory=True)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        WorkerLoader(dataset, None, workers=0, pin_memory=False)
