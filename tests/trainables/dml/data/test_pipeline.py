@@ -3,6 +3,7 @@ number of workers, across the passes of a persistent loader and after a resume."
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -260,8 +261,6 @@ def test_a_gpu_loader_without_workers_warns(dataset: ImageListDataset) -> None:
     CPUs; a CPU trial without workers is not warned."""
     with pytest.warns(UserWarning, match="0 loader workers"):
         WorkerLoader(dataset, None, workers=0, pin_memory=True)
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         WorkerLoader(dataset, None, workers=0, pin_memory=False)
