@@ -84,16 +84,19 @@ def recipes(cub: Path, sketchy: Path, *, tiny: bool) -> dict[str, dict[str, Any]
 # ------------------------------------------------------------------------------ the loader
 
 
-def _time_batches(batches: Any, *, count: int, limit: int) -> float:
-    """Source images per second over the batches after the first (the workers' start-up)."""
+def _row(tree: str, pipeline: str, batches: Any, *, workers: int, limit: int) -> dict:
+    """Source images per second over the batches after the first (the workers' start-up), and
+    per core; a batch is ``(images, labels, ...)``."""
     iterator = iter(batches)
     next(iterator)
     images, tic = 0, time.perf_counter()
     for n, batch in enumerate(iterator):
-        images += count(batch)
+        images += batch[1].shape[0]
         if n + 1 >= limit:
             break
-    return images / max(time.perf_counter() - tic, 1e-9)
+    rate = images / max(time.perf_counter() - tic, 1e-9)
+    return {"tree": tree, "pipeline": pipeline, "workers": workers, "images_per_s": rate,
+            "per_core": rate / max(workers, 1)}  # fmt: skip
 
 
 def loader_rates(cub: Path, sketchy: Path, *, workers: list[int], size: int, limit: int) -> list:
@@ -108,28 +111,21 @@ def loader_rates(cub: Path, sketchy: Path, *, workers: list[int], size: int, lim
         data = load_dml_data(dataset="cub200", data_root=str(cub), seed=0, noise="none",
                              noise_rate=0.0, image_size=size)  # fmt: skip
         pair = AugmentedPair(weak=weak_augment(), strong=strong_augment(0.5))
-        batches = TrainBatches(data, batch_size=32, m=4, seed=0, views=pair, num_workers=w)
-        rate = _time_batches(batches.epoch(1), count=lambda b: b[1].shape[0], limit=limit)
-        rows.append({"tree": "cub200", "pipeline": "decode, resize, weak + strong view",
-                     "workers": w, "images_per_s": rate, "per_core": rate / max(w, 1)})  # fmt: skip
-        # augment_on: device, the views drawn on the GPU: the workers only decode and resize
-        batches = TrainBatches(data, batch_size=32, m=4, seed=0, num_workers=w)
-        rate = _time_batches(batches.epoch(1), count=lambda b: b[1].shape[0], limit=limit)
-        rows.append({"tree": "cub200", "pipeline": "decode, resize (views on the device)",
-                     "workers": w, "images_per_s": rate, "per_core": rate / max(w, 1)})  # fmt: skip
+        # AHSML's views in the workers; or (augment_on: device) drawn on the GPU, the workers
+        # only decoding and resizing
+        for views, pipeline in ((pair, "decode, resize, weak + strong view"),
+                                (None, "decode, resize (views on the device)")):  # fmt: skip
+            batches = TrainBatches(data, batch_size=32, m=4, seed=0, views=views, num_workers=w)
+            rows.append(_row("cub200", pipeline, batches.epoch(1), workers=w, limit=limit))
         settings = SBIRSettings(dataset="sketchy", data_root=str(sketchy), image_size=size,
                                 num_workers=w)  # fmt: skip
         part = load_sbir_data(settings, parts=("train",)).train
         assert part is not None
         index = modality_ratio_batches(part.modalities, sketches=16, photos=32, seed=0, epoch=1)
-        stream = part.batches(index, views=2, generator=epoch_generator(0, 1))
-        rate = _time_batches(stream, count=lambda b: b[1].shape[0], limit=limit)
-        rows.append({"tree": "sketchy", "pipeline": "decode, resize, clean + 2 views",
-                     "workers": w, "images_per_s": rate, "per_core": rate / max(w, 1)})  # fmt: skip
-        stream = part.batches(index, views=0, generator=epoch_generator(0, 1))  # MATHM's
-        rate = _time_batches(stream, count=lambda b: b[1].shape[0], limit=limit)
-        rows.append({"tree": "sketchy", "pipeline": "decode, resize, flip (one image)",
-                     "workers": w, "images_per_s": rate, "per_core": rate / max(w, 1)})  # fmt: skip
+        for n_views, pipeline in ((2, "decode, resize, clean + 2 views"),  # DSN's
+                                  (0, "decode, resize, flip (one image)")):  # MATHM's  # fmt: skip
+            stream = part.batches(index, views=n_views, generator=epoch_generator(0, 1))
+            rows.append(_row("sketchy", pipeline, stream, workers=w, limit=limit))
     return rows
 
 

@@ -230,6 +230,8 @@ class TrainBatches:
         )
 
     def epoch(self, epoch: int) -> Iterator[tuple[Any, torch.Tensor]]:
+        from trainables.dml.data.pipeline import mix_seed
+
         self.sampler.set_epoch(epoch)
         if self.in_memory is not None:
             # One gather per batch, the loader's batches exactly (fetching item by item cost a
@@ -243,7 +245,8 @@ class TrainBatches:
                 )
             return
         assert self.loader is not None
-        yield from self.loader.batches(list(self.batches), key=self.seed * 1_000_003 + epoch)
+        key = mix_seed(self.seed, epoch)
+        yield from self.loader.batches(list(self.batches), key=key)
 
 
 @torch.no_grad()

@@ -31,6 +31,7 @@ from torch import nn
 
 from trainables.config import ConfigError
 from trainables.dml.backbones.amp import MixedPrecision
+from trainables.dml.data.pipeline import mix_seed
 
 __all__ = [
     "DeviceError",
@@ -61,14 +62,19 @@ def check_device_name(owner: str, name: str) -> None:
         raise ConfigError(f"{owner}.device: {name!r} is not auto, cpu, cuda or cuda:N")
 
 
+def _in_ray_trial() -> bool:
+    """Whether this process runs a Ray trial (Tune runs each in an actor), not the driver."""
+    import ray
+
+    return ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None
+
+
 def assigned_gpu_ids() -> list[str] | None:
     """The GPU ids Ray assigned to this process's trial (``[]``: none), ``None`` outside a Ray
     trial (no Ray, or the driver)."""
     import ray
 
-    if not ray.is_initialized() or ray.get_runtime_context().get_actor_id() is None:
-        return None
-    return [str(i) for i in ray.get_gpu_ids()]
+    return [str(i) for i in ray.get_gpu_ids()] if _in_ray_trial() else None
 
 
 def _torch_report() -> str:
@@ -148,7 +154,7 @@ def resolve_device(requested: str) -> torch.device:
 def _process_cpus() -> float:
     import ray
 
-    if ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None:
+    if _in_ray_trial():
         return float(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0))
     return float(len(os.sched_getaffinity(0)))
 
@@ -294,4 +300,4 @@ class StepClock:
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """A CPU generator seeded by ``(seed, epoch)``: the views and loader seeds of an epoch do
     not depend on what ran before, so a resumed trial draws what an uninterrupted one would."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.Generator().manual_seed(mix_seed(seed, epoch))

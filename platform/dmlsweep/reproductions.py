@@ -80,6 +80,7 @@ def run_reproductions(
     """Train each configuration ``n`` times with fresh seeds and evaluate it on the test classes."""
     from ray import tune
 
+    from dmlsweep.tracking import runtime_of
     from dmlsweep.tune_records import tune_environment, tune_loggers
     from trainables.reproduction import reproduce
 
@@ -118,17 +119,12 @@ def run_reproductions(
             for k, v in result.metrics.items()
             if "/" in k and isinstance(v, (int, float)) and not isinstance(v, bool)
         }
-        runtime = {
-            k: v
-            for k, v in result.metrics.items()
-            if k.startswith("runtime/") and isinstance(v, str)
-        }
         out.append(
             Reproduction(
                 rank=config["reproduction_rank"],
                 seed=config["seed"],
                 metrics=metrics,
-                runtime=runtime,
+                runtime=runtime_of(result.metrics),
             )
         )
     return sorted(out, key=lambda r: (r.rank, r.seed))
@@ -159,6 +155,8 @@ def log_reproductions(
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+    from dmlsweep.tracking import runtime_tags
+
     now = int(time.time() * 1000)
     for rep in reproductions:
         config = configs[rep.rank - 1]
@@ -171,7 +169,7 @@ def log_reproductions(
                 "dmlsweep.rank": str(rep.rank),
                 "dmlsweep.seed": str(rep.seed),
                 # where it ran, as a trial's run records it
-                **{f"dmlsweep.{k.replace('/', '.')}": v for k, v in rep.runtime.items()},
+                **runtime_tags(rep.runtime),
             },
         )
         params = {**config, "seed": rep.seed}

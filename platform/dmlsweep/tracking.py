@@ -85,6 +85,16 @@ def metrics_of(result: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in result.items() if "/" in k and _is_number(v)}
 
 
+def runtime_of(result: Mapping[str, Any]) -> dict[str, str]:
+    """Where and how the trial computed: its ``runtime/*`` strings (device, GPU ids, AMP...)."""
+    return {k: v for k, v in result.items() if k.startswith("runtime/") and isinstance(v, str)}
+
+
+def runtime_tags(runtime: Mapping[str, str]) -> dict[str, str]:
+    """The run tags of :func:`runtime_of`'s strings: ``dmlsweep.runtime.device``, ..."""
+    return {f"dmlsweep.{k.replace('/', '.')}": v for k, v in runtime.items()}
+
+
 class MlflowTracking(Callback):
     """Tune callback that mirrors a sweep into MLflow.
 
@@ -260,13 +270,11 @@ class MlflowTracking(Callback):
             # A trial rescheduled after a node loss shows where it ran last.
             self._trial_nodes[trial.trial_id] = node
             tags.append(RunTag("ray.node_id", str(node)))
-        runtime = {
-            k: v for k, v in result.items() if k.startswith("runtime/") and isinstance(v, str)
-        }
+        runtime = runtime_of(result)
         if runtime and self._trial_runtimes.get(trial.trial_id) != runtime:
             # where and how the trial computes (device, GPU ids, AMP, workers), as it last ran
             self._trial_runtimes[trial.trial_id] = runtime
-            tags += [RunTag(f"dmlsweep.{k.replace('/', '.')}", v) for k, v in runtime.items()]
+            tags += [RunTag(k, v) for k, v in runtime_tags(runtime).items()]
         config_metrics, config_tags = self._config_changes(trial, step=step, now=now)
         metrics += config_metrics
         tags += config_tags

@@ -153,6 +153,7 @@ def validate_settings(settings: dict[str, Any]) -> None:
 
 def train(config: dict[str, Any]) -> None:
     from trainables.dml.data.augment import AugmentedPair, strong_augment, weak_augment
+    from trainables.dml.data.pipeline import mix_seed
     from trainables.dml.evaluation import evaluate_embeddings
     from trainables.dml.hyperbolic import param_groups
     from trainables.dml_data import TrainBatches, embed, load_dml_data
@@ -208,9 +209,7 @@ def train(config: dict[str, Any]) -> None:
                 weak, strong = batch[:, 0], batch[:, 1]
             else:  # drawn here, seeded per batch: a resumed trial draws the same views
                 with torch.random.fork_rng(devices=[]):
-                    torch.default_generator.manual_seed(
-                        (cfg.seed * 1_000_003 + epoch) * 1_000_003 + step
-                    )
+                    torch.default_generator.manual_seed(mix_seed(cfg.seed, epoch, step))
                     weak, strong = views(batch)
             weak, strong = runtime.tensor(weak), runtime.tensor(strong)  # NHWC on CUDA
             with runtime.precision.autocast():

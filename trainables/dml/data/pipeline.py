@@ -23,9 +23,18 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-__all__ = ["BatchFeed", "SeededItems", "WorkerLoader"]
+__all__ = ["BatchFeed", "SeededItems", "WorkerLoader", "mix_seed"]
 
 PREFETCH = 2  # batches each worker keeps ready (shared memory: a 224-px batch is ~100 MB)
+
+
+def mix_seed(*parts: int) -> int:
+    """One seed from several integers (a trial's seed, an epoch, an item...): distinct tuples
+    of small parts give distinct seeds (each part below 1,000,003), in torch's seed range."""
+    seed = 0
+    for part in parts:
+        seed = seed * 1_000_003 + part
+    return seed % (2**63)
 
 
 class BatchFeed(Sampler[list[tuple[int, int]]]):
@@ -64,7 +73,7 @@ class SeededItems(Dataset):
         if self.transform is not None:
             with torch.random.fork_rng(devices=[]):
                 # the CPU generator only (torch.manual_seed would reseed the CUDA ones too)
-                torch.default_generator.manual_seed((key * 1_000_003 + index) % (2**63))
+                torch.default_generator.manual_seed(mix_seed(key, index))
                 image = self.transform(image)
         return (image, *rest)
 
