@@ -88,10 +88,10 @@ def bare(
 def platform(trials: int, max_epochs: int, runs_dir: Path, name: str) -> tuple[float, float, int]:
     """Seconds of the whole sweep and of its end-of-sweep analysis (importance and plots), and
     the epochs the trials ran."""
-    from dmlsweep import runner
+    from dmlsweep.sweep import SweepRequest, outcome, plan_sweep, run_sweep
 
     analysis_seconds = 0.0
-    log_analysis = runner._log_analysis
+    log_analysis = outcome.log_analysis
 
     def timed_analysis(*args: Any, **kwargs: Any) -> None:
         nonlocal analysis_seconds
@@ -100,18 +100,20 @@ def platform(trials: int, max_epochs: int, runs_dir: Path, name: str) -> tuple[f
         analysis_seconds = time.perf_counter() - tic
 
     tic = time.perf_counter()
-    with mock.patch.object(runner, "_log_analysis", timed_analysis):
-        outcome = runner.run_sweep(
-            runner.SweepOptions(
-                space="quadratic",
-                num_samples=trials,
-                max_epochs=max_epochs,
-                runs_dir=runs_dir,
-                name=name,
+    with mock.patch.object(outcome, "log_analysis", timed_analysis):
+        result = run_sweep(
+            plan_sweep(
+                SweepRequest(
+                    space="quadratic",
+                    num_samples=trials,
+                    max_epochs=max_epochs,
+                    runs_dir=runs_dir,
+                    name=name,
+                )
             )
         )
     seconds = time.perf_counter() - tic
-    return seconds, analysis_seconds, sum(int(r["epochs"] or 0) for r in outcome.trials)
+    return seconds, analysis_seconds, sum(int(r["epochs"] or 0) for r in result.trials)
 
 
 def main() -> None:

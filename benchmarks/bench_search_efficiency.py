@@ -69,8 +69,8 @@ sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
 # Tune warns on every fast checkpoint of these short trials; the warnings drown the figures.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
-from dmlsweep.runner import SweepOptions, SweepOutcome, run_sweep  # noqa: E402
 from dmlsweep.spaces import SPACES_DIR  # noqa: E402
+from dmlsweep.sweep import SweepOutcome, SweepRequest, plan_sweep, run_sweep  # noqa: E402
 
 SPACE = "baseline"
 METRIC = "val/map_at_r"  # the space's metric, mode max
@@ -206,7 +206,7 @@ class Strategy:
 
 
 def sweep(strategy: Strategy, *, scale: Scale, seed: int, runs_dir: Path, name: str) -> SweepTrace:
-    options = SweepOptions(
+    request = SweepRequest(
         space=strategy.space,
         num_samples=strategy.num_samples,
         max_epochs=scale.max_epochs,
@@ -221,7 +221,7 @@ def sweep(strategy: Strategy, *, scale: Scale, seed: int, runs_dir: Path, name: 
         extra_settings={"folds": scale.folds} if scale.folds > 1 else {},
     )
     tic = time.perf_counter()
-    outcome = run_sweep(options)
+    outcome = run_sweep(plan_sweep(request))
     return trace(outcome, scale=scale, wall_s=time.perf_counter() - tic)
 
 

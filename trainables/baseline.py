@@ -9,13 +9,14 @@ optional label noise on the training labels only. Batches are m-per-class. Each 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from trainables.config import from_flat
+from trainables.config import check_noise, from_flat
+from trainables.objective import Mode
 from trainables.runtime import RuntimeSettings
 
 
@@ -39,10 +40,27 @@ class BaselineConfig(RuntimeSettings):
     ms_epsilon: float = 0.1  # MS pair-mining margin
     cnn_width: int = 32
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_noise(type(self).__name__, self.noise, self.noise_rate)
 
-# The platform checks a sweep's fixed settings and searched names against this before any
-# trial starts.
+
 CONFIG = BaselineConfig
+# What each epoch reports that a space may optimise (trainables.objective): the validation
+# classes' retrieval metrics, and the training loss.
+METRICS: dict[str, Mode] = {
+    **{f"val/recall_at_{k}": "max" for k in (1, 2, 4, 8)},
+    "val/precision_at_1": "max",
+    "val/r_precision": "max",
+    "val/map_at_r": "max",
+    "val/nmi": "max",
+    "train/loss": "min",
+}
+
+
+def validate(settings: dict[str, Any]) -> None:
+    """Before any trial (trainables.objective): the config's values; the digits are embedded."""
+    from_flat(BaselineConfig, settings)
 
 
 def build_model(config: dict[str, Any]) -> nn.Module:
@@ -62,7 +80,7 @@ def train(config: dict[str, Any]) -> None:
     from trainables.dml.evaluation import evaluate_embeddings
     from trainables.dml.losses import make_loss
     from trainables.dml_data import TrainBatches, embed, load_dml_data
-    from trainables.reporting import report_epoch, restore_optimizer, restore_state
+    from trainables.reporting import report_epoch, resume_training, training_state
     from trainables.runtime import Runtime, StepClock
 
     cfg = from_flat(BaselineConfig, config)
@@ -87,13 +105,7 @@ def train(config: dict[str, Any]) -> None:
         epsilon=cfg.ms_epsilon,
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start_epoch = 1
-    state = restore_state()
-    if state is not None:
-        model.load_state_dict(state["model"])
-        restore_optimizer(optimizer, state["optimizer"])
-        runtime.precision.load_state_dict(state.get("scaler", {}))
-        start_epoch = state["epoch"] + 1
+    start_epoch = resume_training(model=model, optimizer=optimizer, scaler=runtime.precision)
 
     batches = TrainBatches(
         data,
@@ -134,13 +146,13 @@ def train(config: dict[str, Any]) -> None:
         }
         report_epoch(
             metrics,
-            state={
-                "epoch": epoch,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scaler": runtime.precision.state_dict(),
-                "config": asdict(cfg),
-            },
+            state=training_state(
+                epoch,
+                config=cfg,
+                model=model,
+                optimizer=optimizer,
+                scaler=runtime.precision,
+            ),
         )
 
 

@@ -16,6 +16,16 @@ class ConfigError(ValueError):
     """A trial config with an unknown key or a value of the wrong kind."""
 
 
+def check_noise(owner: str, noise: str, rate: float) -> None:
+    """Label noise corrupts a fraction ``rate`` in [0, 1) of the training labels."""
+    if not 0.0 <= rate < 1.0:
+        raise ConfigError(f"{owner}.noise_rate: {rate!r} is not in [0, 1) (a fraction of labels)")
+    if noise == "none" and rate:
+        raise ConfigError(
+            f"{owner}.noise_rate: {rate!r} with noise none; set noise to symmetric or small_cluster"
+        )
+
+
 def from_flat(cls: type[T], config: dict[str, Any]) -> T:
     """Build the dataclass ``cls`` from a flat config, naming any bad key and what is allowed."""
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]

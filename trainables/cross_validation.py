@@ -35,8 +35,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from numbers import Real
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trainables.objective import Objective
 
 __all__ = ["PROGRESS_KEY", "fold_summary", "make_trainable", "train_folds"]
 
@@ -113,7 +115,7 @@ def train_folds(train_fn: TrainFn, config: dict[str, Any]) -> None:
         report_epoch(fold_summary(finals, folds=folds), state={PROGRESS_KEY: finals})
 
 
-def make_trainable(objective: ModuleType, folds: int) -> TrainFn:
+def make_trainable(objective: Objective, folds: int) -> TrainFn:
     """What the runner hands to Tune: ``objective.train`` when ``folds <= 1`` (the fixed
     validation split, one result per epoch), else a function running :func:`train_folds` on
     it with ``folds`` folds (one result per fold).

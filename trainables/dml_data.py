@@ -93,11 +93,15 @@ def check_dml_data(*, dataset: str, data_root: str) -> None:
     """Raise a clear error (naming the expected layout) when a benchmark is not on disk."""
     if dataset == "digits":
         return
+    from trainables.dml.data.readers import LayoutError, get_reader
+
     if dataset not in BENCHMARKS:
-        raise ValueError(f"unknown dataset {dataset!r}; known: {['digits', *BENCHMARKS]}")
+        raise LayoutError(f"unknown dataset {dataset!r}; known: {['digits', *BENCHMARKS]}")
     if not data_root:
-        raise ValueError(f"dataset {dataset!r} needs settings.data_root (the dataset directory)")
-    from trainables.dml.data.readers import get_reader
+        raise LayoutError(
+            f"dataset {dataset!r} needs settings.data_root (the dataset directory); set it "
+            "with --set data_root=DIR"
+        )
 
     get_reader(dataset)(Path(data_root))  # raises LayoutError with the expected layout
 

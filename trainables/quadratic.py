@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from trainables.config import from_flat
+from trainables.config import ConfigError, from_flat
+from trainables.objective import Mode
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,17 @@ class QuadraticConfig:
     nan_at_epoch: int = 0  # > 0: report a NaN score at that epoch (fault tests)
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.max_epochs < 1:
+            raise ConfigError(f"QuadraticConfig.max_epochs: must be >= 1, got {self.max_epochs}")
 
-# The platform checks a sweep's fixed settings and searched names against this before any
-# trial starts.
+
 CONFIG = QuadraticConfig
+METRICS: dict[str, Mode] = {"val/score": "max"}  # trainables.objective
+
+
+def validate(settings: dict[str, Any]) -> None:
+    from_flat(QuadraticConfig, settings)
 
 
 def score(*, x: float, y: float, epoch: int) -> float:
@@ -62,3 +70,10 @@ def build_model(config: dict[str, Any]) -> Any:
     with torch.no_grad():
         model.weight.copy_(torch.tensor([[cfg.x, cfg.y]]))
     return model
+
+
+def evaluate_test(model: Any, config: dict[str, Any]) -> dict[str, float]:
+    """The noiseless score at the last epoch of the point ``model`` holds (``test/score``)."""
+    cfg = from_flat(QuadraticConfig, config)
+    x, y = (float(v) for v in model.weight.detach().flatten())
+    return {"test/score": score(x=x, y=y, epoch=cfg.max_epochs)}

@@ -1,16 +1,16 @@
-"""The objectives a sweep can run, by name.
+"""The objectives a sweep can run, by name: each a module implementing the contract of
+:mod:`trainables.objective` (``tests/trainables/test_contract.py`` tests every entry).
 
-Each entry names a module exposing ``train(config: dict) -> None`` (a Ray Tune function
-trainable that reports through ``trainables.reporting``) and ``build_model(config: dict) ->
-torch.nn.Module`` (rebuilds the network from a trial's config, to load a checkpoint into it),
-and ``CONFIG``, the dataclass its trial config is built into (``trainables.config.from_flat``).
-Modules are imported only when used, so listing names costs nothing.
+Modules are imported only when used, so listing names costs nothing. Adding an objective is one
+module, one space file in ``sweeps/spaces`` and one entry here.
 """
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+from typing import cast
+
+from trainables.objective import Objective
 
 OBJECTIVES: dict[str, str] = {
     "baseline": "trainables.baseline",
@@ -21,7 +21,7 @@ OBJECTIVES: dict[str, str] = {
 }
 
 
-def load_objective(name: str) -> ModuleType:
+def load_objective(name: str) -> Objective:
     if name not in OBJECTIVES:
         raise KeyError(f"unknown objective {name!r}; known objectives: {sorted(OBJECTIVES)}")
-    return importlib.import_module(OBJECTIVES[name])
+    return cast(Objective, importlib.import_module(OBJECTIVES[name]))

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -83,6 +83,32 @@ def report_epoch(metrics: dict[str, Any], *, state: dict[str, Any] | None = None
         tune.report(tagged, checkpoint=tune.Checkpoint.from_directory(directory))
 
 
+def refusing_retries(
+    train_fn: Callable[[dict[str, Any]], None],
+) -> Callable[[dict[str, Any]], None]:
+    """``train_fn`` for Tune, where an error that repeats however often the trial runs
+    (:func:`trainables.objective.is_not_retried`) is reported as a last result carrying
+    :data:`NOT_RETRIED_KEY` (the error's type and message) before it is raised: the sweep's
+    stopper ends the trial on it, failed, instead of Tune retrying it. Any other error (a dead
+    worker or node, an out-of-memory...) is left to Tune's retries."""
+    import functools
+
+    from trainables.objective import NOT_RETRIED_KEY, is_not_retried
+
+    @functools.wraps(train_fn)
+    def train(config: dict[str, Any]) -> None:
+        try:
+            train_fn(config)
+        except Exception as error:
+            if is_not_retried(error) and _SINK.get() is None:
+                from ray import tune
+
+                tune.report({NOT_RETRIED_KEY: f"{type(error).__name__}: {error}"[:5000]})
+            raise
+
+    return train
+
+
 def on_cpu(value: Any) -> Any:
     """``value`` with every tensor in it (nested in dicts, lists, tuples) moved to the CPU: a
     checkpoint written on a GPU node restores on any node."""
@@ -111,6 +137,48 @@ def restore_state() -> dict[str, Any] | None:
 
 def load_state(directory: Path) -> dict[str, Any]:
     return torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=False)
+
+
+class Stateful(Protocol):
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any], /) -> Any: ...
+
+
+def resume_training(*, model: Stateful, optimizer: torch.optim.Optimizer, **parts: Stateful) -> int:
+    """Load the trial's last checkpoint (written by :func:`training_state`) into the model,
+    the optimizer (:func:`restore_optimizer`) and the other ``parts`` (a memory bank, the
+    mixed-precision scaler: keyword = the state's key); return the first epoch to run (1 for
+    a fresh trial)."""
+    state = restore_state()
+    if state is None:
+        return 1
+    model.load_state_dict(state["model"])
+    restore_optimizer(optimizer, state["optimizer"])
+    for key, part in parts.items():
+        part.load_state_dict(state.get(key, {}))
+    return int(state["epoch"]) + 1
+
+
+def training_state(
+    epoch: int,
+    *,
+    config: Any,
+    model: Stateful,
+    optimizer: torch.optim.Optimizer,
+    **parts: Stateful,
+) -> dict[str, Any]:
+    """The checkpoint of a training epoch, as :func:`resume_training` reads it; ``config`` is
+    the trial's config dataclass, kept for whoever reads the checkpoint later."""
+    import dataclasses
+
+    return {
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        **{key: part.state_dict() for key, part in parts.items()},
+        "config": dataclasses.asdict(config),
+    }
 
 
 def restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:

@@ -28,17 +28,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", help="space name in sweeps/spaces (e.g. ahsml) or a YAML path")
     p.add_argument("--list-spaces", action="store_true", help="list the spaces and exit")
     p.add_argument(
-        "--dry-run", action="store_true", help="validate and print the space; start nothing"
+        "--dry-run",
+        action="store_true",
+        help="check everything a real run checks before it starts, print the plan; start nothing",
     )
-    p.add_argument("--num-samples", type=int, default=20, help="number of trials (default 20)")
+    p.add_argument(
+        "--num-samples",
+        type=int,
+        help="number of trials (default 20); with --resume, more than the sweep's extends it",
+    )
     p.add_argument(
         "--max-epochs", type=int, help="epochs per trial (default: the space's max_epochs)"
     )
-    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
+    p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
     p.add_argument(
         "--gpus-per-trial",
         type=float,
-        default=0.0,
         help="GPUs per trial; fractions below 1 pack trials on a GPU (default 0)",
     )
     p.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
@@ -60,9 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sqlite under --runs-dir)",
     )
     p.add_argument("--name", help="sweep name: Ray experiment, Optuna study and MLflow parent run")
-    p.add_argument(
-        "--seed", type=int, default=0, help="seed of the sampler and the trials (default 0)"
-    )
+    p.add_argument("--seed", type=int, help="seed of the sampler and the trials (default 0)")
     p.add_argument(
         "--searcher",
         choices=SEARCHERS,
@@ -79,29 +82,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-retries",
         type=int,
-        default=2,
         help="restart a trial whose worker or node died, from its last checkpoint, up to this "
-        "many times (default 2)",
+        "many times (default 2); a bad value, a missing dataset or a diverged loss is never "
+        "retried",
     )
     p.add_argument(
         "--resume",
         metavar="NAME",
         nargs="?",
         const="",
-        help="continue the sweep NAME (or --name) whose driver died: finished trials stay, "
-        "unfinished ones continue from their checkpoints",
+        help="continue the sweep NAME (or --name) as planned, after Ctrl-C or a dead driver: "
+        "finished trials stay, unfinished ones continue from their checkpoints; a flag that "
+        "contradicts the plan is refused",
     )
     p.add_argument(
         "--log-models",
         type=int,
-        default=3,
         metavar="K",
         help="log the model of the K best trials to MLflow (default 3)",
     )
     p.add_argument(
         "--reproductions",
         type=int,
-        default=0,
         metavar="N",
         help="after the search, re-train the best configuration(s) N times with fresh seeds "
         "and evaluate them on the test classes: mean, std and 95%% CI (default 0: off)",
@@ -109,7 +111,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--reproduce-top",
         type=int,
-        default=1,
         metavar="K",
         help="how many of the best configurations --reproductions re-trains (default 1)",
     )
@@ -184,18 +185,12 @@ def _run(args: argparse.Namespace) -> int:
             except DmlsweepError as exc:
                 print(f"{name:20s} INVALID: {exc}")
         return 0
+    from dmlsweep.sweep import SweepRequest, plan_sweep
+
     resume = args.resume is not None
     if resume:
         args.name = args.resume or args.name
-        if not args.name:
-            raise DmlsweepError("--resume needs the sweep's name: --resume NAME")
-        args.space = args.space or "(resumed)"
-    if not args.space:
-        raise DmlsweepError("--space is required (see --list-spaces)")
-
-    from dmlsweep.runner import SweepOptions, prepare_settings, resolve_space
-
-    options = SweepOptions(
+    request = SweepRequest(
         space=args.space,
         num_samples=args.num_samples,
         max_epochs=args.max_epochs,
@@ -219,25 +214,17 @@ def _run(args: argparse.Namespace) -> int:
         reproductions=args.reproductions,
         reproduce_top=args.reproduce_top,
     )
-    if resume:
-        from dmlsweep.report import print_outcome
-        from dmlsweep.runner import run_sweep
-
-        outcome = run_sweep(options)  # the sweep's own options, from its MLflow parent run
-        print_outcome(outcome)
-        return 0 if any(r["state"] == "COMPLETE" for r in outcome.trials) else 1
-    space, max_epochs = resolve_space(options)
+    plan = plan_sweep(request)  # every check that needs no Ray: exit 2 before anything starts
     if args.dry_run:
-        prepare_settings(space, options)
-        print(space.describe())
-        print(f"  max_epochs = {max_epochs}; {options.num_samples} trials")
-        print(f"  first trial: {space.defaults()}")
+        print(plan.describe())
         return 0
 
     from dmlsweep.report import print_outcome
-    from dmlsweep.runner import run_sweep
+    from dmlsweep.sweep import run_sweep
 
-    outcome = run_sweep(options)
+    outcome = run_sweep(plan)
+    if outcome.interrupted:
+        return 130
     print_outcome(outcome)
     return 0 if any(r["state"] == "COMPLETE" for r in outcome.trials) else 1
 

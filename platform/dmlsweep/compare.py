@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dmlsweep import schema
 from dmlsweep.errors import DmlsweepError
 from dmlsweep.secrets import mask
 
@@ -51,7 +52,6 @@ REPRO_STATS = ("mean", "std", "ci95_low", "ci95_high")
 
 _SQLITE = "sqlite:///"
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-_SWEEP_METRIC = re.compile(r"^(?P<name>.+) \((?P<mode>max|min)\)$")
 _REPRO_KEY = re.compile(r"^repro/(?P<metric>.+)/(?P<stat>mean|std|ci95_low|ci95_high)$")
 _RUN_NAME_LIMIT = 250  # MLflow's maximum run name length
 _PAGE = 1000
@@ -127,13 +127,12 @@ def load_sweep(client: MlflowClient, ref: str) -> SweepSummary:
             f"{label} is {info.status}, not FINISHED: only finished sweeps can be compared"
         )
     params, metrics, tags = data.params, data.metrics, data.tags
-    match = _SWEEP_METRIC.match(params.get("sweep/metric", ""))
-    if match is None:
+    metric, mode = params.get(schema.SWEEP_METRIC), params.get(schema.SWEEP_MODE)
+    if not metric or mode not in ("max", "min"):
         raise DmlsweepError(
-            f"{label}: param sweep/metric is {params.get('sweep/metric')!r}, expected "
-            "'<metric> (max|min)'"
+            f"{label}: params {schema.SWEEP_METRIC} = {metric!r} and {schema.SWEEP_MODE} = "
+            f"{mode!r}: expected a metric name and max or min (not a dmlsweep sweep?)"
         )
-    metric, mode = match["name"], match["mode"]
     best_config = {
         key: value
         for name, value in params.items()
@@ -151,13 +150,13 @@ def load_sweep(client: MlflowClient, ref: str) -> SweepSummary:
         name=info.run_name,
         run_id=info.run_id,
         experiment=client.get_experiment(info.experiment_id).name,
-        objective=params.get("sweep/objective") or tags.get("dmlsweep.objective", ""),
-        space=tags.get("dmlsweep.space", ""),
+        objective=params.get("sweep/objective") or tags.get(schema.OBJECTIVE, ""),
+        space=tags.get(schema.SPACE, ""),
         metric=metric,
         mode=mode,
         num_samples=int(num_samples) if num_samples and num_samples.isdigit() else None,
         best_value=metrics.get(f"best/{metric}"),
-        best_run_id=tags.get("dmlsweep.best_run_id") or None,
+        best_run_id=tags.get(schema.BEST_RUN_ID) or None,
         best_config=dict(sorted(best_config.items())),
         test=_reproductions(metrics, label=label),
         ray_counts={
@@ -176,7 +175,7 @@ def _find_parent(client: MlflowClient, ref: str) -> Run:
         except Exception:  # not a run id after all: try it as a name
             run = None
         if run is not None:
-            if run.data.tags.get("dmlsweep.role") != "sweep":
+            if run.data.tags.get(schema.ROLE) != schema.SWEEP_ROLE:
                 raise DmlsweepError(
                     f"run {ref} is not a sweep's parent run (dmlsweep.role="
                     f"{run.data.tags.get('dmlsweep.role')!r})"
@@ -244,7 +243,7 @@ def _trial_summary(
     by_epoch = {step: value for step, _, value in history}  # the latest value of each epoch
     return TrialSummary(
         run_id=run.info.run_id,
-        state=run.data.tags.get("dmlsweep.state", ""),
+        state=run.data.tags.get(schema.STATE, ""),
         start_time=run.info.start_time or 0,
         value=run.data.metrics.get(metric),
         history=tuple(sorted(by_epoch.items())),
@@ -607,8 +606,8 @@ def log_comparison(
         experiment_id,
         run_name=name,
         tags={
-            "dmlsweep.role": "comparison",
-            "dmlsweep.compared": ",".join(s.run_id for s in summaries),
+            schema.ROLE: schema.COMPARISON_ROLE,
+            schema.COMPARED: ",".join(s.run_id for s in summaries),
         },
     )
     run_id = run.info.run_id

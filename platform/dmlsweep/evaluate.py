@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from dmlsweep import schema
 from dmlsweep.errors import DmlsweepError
 from dmlsweep.secrets import mask
 
@@ -34,7 +35,7 @@ def evaluate_run(run_id: str, *, tracking_uri: str) -> dict[str, float]:
         run = client.get_run(run_id)
     except Exception as exc:
         raise DmlsweepError(f"no MLflow run {run_id} at {mask(tracking_uri)}: {exc}") from exc
-    objective_name = run.data.tags.get("dmlsweep.objective")
+    objective_name = run.data.tags.get(schema.OBJECTIVE)
     if not objective_name:
         raise DmlsweepError(f"run {run_id} is not a dmlsweep trial (no dmlsweep.objective tag)")
     objective = load_objective(objective_name)

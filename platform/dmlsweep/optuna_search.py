@@ -24,12 +24,15 @@ from optuna.trial import TrialState
 from ray.tune.result import TRAINING_ITERATION
 from ray.tune.search.optuna import OptunaSearch
 
+from trainables.objective import NOT_RETRIED_KEY
+
 logger = logging.getLogger(__name__)
 
 
 def final_state(result: dict[str, Any] | None, *, error: bool, max_epochs: int) -> TrialState:
-    """How a trial ended, from its last result: the rule shared by Optuna and MLflow reporting."""
-    if error:
+    """How a trial ended, from its last result: the rule shared by Optuna and MLflow reporting.
+    A last result reporting an error that is not retried (``NOT_RETRIED_KEY``) is a failure."""
+    if error or (result and NOT_RETRIED_KEY in result):
         return TrialState.FAIL
     if not result or result.get(TRAINING_ITERATION, 0) < max_epochs:
         return TrialState.PRUNED

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dmlsweep.progress import summary_table
-from dmlsweep.runner import SweepOutcome
 from dmlsweep.secrets import mask
+from dmlsweep.sweep import SweepOutcome
 
 
 def print_outcome(outcome: SweepOutcome, *, top: int = 10) -> None:

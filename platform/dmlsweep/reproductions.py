@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dmlsweep import schema
 from dmlsweep.errors import DmlsweepError
 
 CONFIDENCE = 0.95
@@ -165,9 +166,9 @@ def log_reproductions(
             run_name=f"{sweep_name}-repro{rep.rank}-seed{rep.seed}",
             tags={
                 MLFLOW_PARENT_RUN_ID: parent_run_id,
-                "dmlsweep.role": "reproduction",
-                "dmlsweep.rank": str(rep.rank),
-                "dmlsweep.seed": str(rep.seed),
+                schema.ROLE: schema.REPRODUCTION_ROLE,
+                schema.RANK: str(rep.rank),
+                schema.SEED: str(rep.seed),
                 # where it ran, as a trial's run records it
                 **runtime_tags(rep.runtime),
             },
@@ -195,7 +196,7 @@ def log_reproductions(
     client.log_batch(
         parent_run_id,
         metrics=metrics,
-        tags=[RunTag("dmlsweep.reproductions", str(len(reproductions)))],
+        tags=[RunTag(schema.REPRODUCTIONS, str(len(reproductions)))],
     )
     return summaries
 

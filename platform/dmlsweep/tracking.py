@@ -49,9 +49,12 @@ from optuna.trial import TrialState
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
+from dmlsweep import schema
 from dmlsweep.errors import DmlsweepError
 from dmlsweep.optuna_search import final_state
 from dmlsweep.secrets import mask
+from dmlsweep.sweep import interrupt
+from trainables.objective import NOT_RETRIED_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +182,7 @@ class MlflowTracking(Callback):
             run = self.client.create_run(
                 experiment_id,
                 run_name=self.record.name,
-                tags={**self.record.tags, "dmlsweep.role": "sweep"},
+                tags={**self.record.tags, schema.ROLE: schema.SWEEP_ROLE},
             )
             self.parent_run_id = run.info.run_id
             self.client.log_batch(
@@ -189,7 +192,7 @@ class MlflowTracking(Callback):
             self.client.log_artifact(self.parent_run_id, str(self.record.space_file), "space")
         else:
             self.client.update_run(self.parent_run_id, status="RUNNING")
-            self.client.set_tag(self.parent_run_id, "dmlsweep.resumed", time.strftime("%FT%T"))
+            self.client.set_tag(self.parent_run_id, schema.RESUMED, time.strftime("%FT%T"))
         self.experiment_id = experiment_id
         return self.parent_run_id
 
@@ -217,7 +220,7 @@ class MlflowTracking(Callback):
         if self.parent_run_id is None:
             return
         for run in self._child_runs():
-            trial_id = run.data.tags.get("dmlsweep.trial_id")
+            trial_id = run.data.tags.get(schema.TRIAL_ID)
             if trial_id:
                 self.trial_runs.setdefault(trial_id, run.info.run_id)
 
@@ -232,24 +235,28 @@ class MlflowTracking(Callback):
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
         if trial.trial_id in self.trial_runs:
+            if self.trial_runs[trial.trial_id]:  # resumed after an interruption: running again
+                with self._lock:
+                    self._batch_of(trial.trial_id).status = "RUNNING"
             return
         self.trial_runs[trial.trial_id] = ""  # being created on the logging thread
         self._configs[trial.trial_id] = _ConfigHistory(dict(trial.config))
         with self._lock:
             batch = self._batch_of(trial.trial_id)
-            batch.create = True
+            batch.create = int(time.time() * 1000)  # the run starts when its trial does
             batch.params = [Param(k, _param_value(v)) for k, v in sorted(trial.config.items())]
             batch.what.append("its run")
 
-    def _create_trial_run(self, trial_id: str) -> None:
+    def _create_trial_run(self, trial_id: str, start_time: int) -> None:
         run = self.client.create_run(
             self.experiment_id,
+            start_time=start_time,
             run_name=f"{self.record.name}-{trial_id}",
             tags={
                 MLFLOW_PARENT_RUN_ID: self.parent_run_id,
-                "dmlsweep.role": "trial",
-                "dmlsweep.trial_id": trial_id,
-                "dmlsweep.objective": self.record.objective,
+                schema.ROLE: schema.TRIAL_ROLE,
+                schema.TRIAL_ID: trial_id,
+                schema.OBJECTIVE: self.record.objective,
             },
         )
         self.trial_runs[trial_id] = run.info.run_id
@@ -257,8 +264,8 @@ class MlflowTracking(Callback):
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
     ) -> None:
-        if trial.trial_id not in self.trial_runs:
-            return
+        if trial.trial_id not in self.trial_runs or NOT_RETRIED_KEY in result:
+            return  # a failure's report is not an epoch (its text ends the run)
         step = int(result.get("training_iteration", 0))
         now = int(time.time() * 1000)
         metrics = [
@@ -269,7 +276,7 @@ class MlflowTracking(Callback):
         if node and self._trial_nodes.get(trial.trial_id) != node:
             # A trial rescheduled after a node loss shows where it ran last.
             self._trial_nodes[trial.trial_id] = node
-            tags.append(RunTag("ray.node_id", str(node)))
+            tags.append(RunTag(schema.NODE_ID, str(node)))
         runtime = runtime_of(result)
         if runtime and self._trial_runtimes.get(trial.trial_id) != runtime:
             # where and how the trial computes (device, GPU ids, AMP, workers), as it last ran
@@ -308,8 +315,8 @@ class MlflowTracking(Callback):
             if key in history.moved:
                 metrics.append(Metric(f"config/{key}", float(value), now, step))
         tags = [
-            RunTag("dmlsweep.config", _param_value(json.dumps(current, default=str))),
-            RunTag("dmlsweep.config_changes", str(history.changes)),
+            RunTag(schema.CONFIG, _param_value(json.dumps(current, default=str))),
+            RunTag(schema.CONFIG_CHANGES, str(history.changes)),
         ]
         return metrics, tags
 
@@ -333,9 +340,10 @@ class MlflowTracking(Callback):
             return
         with self._lock:
             batch = self._batch_of(trial.trial_id)
-            batch.tags["dmlsweep.state"] = state.name
+            batch.tags[schema.STATE] = state.name
             if state is TrialState.FAIL:
-                batch.tags["dmlsweep.error"] = _error_text(trial)[:5000]
+                not_retried = (trial.last_result or {}).get(NOT_RETRIED_KEY)
+                batch.tags[schema.ERROR] = (not_retried or _error_text(trial))[:5000]
                 if trial.error_file:
                     batch.error_file = trial.error_file
             batch.status = MLFLOW_STATUS[state]
@@ -358,15 +366,22 @@ class MlflowTracking(Callback):
         )
 
     def finish(self, trials: list[Trial]) -> None:
-        """Wait for pending logging, log the best models and the sweep's outcome, close runs."""
+        """Wait for pending logging, log the best models and the sweep's outcome, close runs.
+        A sweep stopped by a signal only closes its unfinished runs, as interrupted."""
         self.flush()
+        if interrupt.requested():
+            self._close_interrupted()
+            return
         ranked = self.ranked_trials(trials)
         if self._log_model is not None:
             for trial in ranked[: self.models_top_k]:
                 try:
-                    if not self.trial_runs.get(trial.trial_id):
+                    run_id = self.trial_runs.get(trial.trial_id)
+                    if not run_id:
                         raise DmlsweepError("the trial has no MLflow run")
-                    self._log_model(trial, self.trial_runs[trial.trial_id])
+                    if self.client.get_run(run_id).data.tags.get(schema.MODEL_LOGGED):
+                        continue  # logged when its segment of the sweep ended
+                    self._log_model(trial, run_id)
                 except Exception:  # a missing model must not lose the sweep's record
                     logger.exception("could not log the model of trial %s", trial.trial_id)
         counts: dict[str, int] = {}
@@ -376,7 +391,7 @@ class MlflowTracking(Callback):
             Metric(f"trials/{k.lower()}", v, int(time.time() * 1000), 0) for k, v in counts.items()
         ]
         params: list[Param] = []
-        tags = [RunTag("dmlsweep.trials", str(len(trials)))]
+        tags = [RunTag(schema.TRIALS, str(len(trials)))]
         if ranked:
             best = ranked[0]
             metrics.append(
@@ -387,8 +402,8 @@ class MlflowTracking(Callback):
                     0,
                 )
             )
-            tags.append(RunTag("dmlsweep.best_trial", best.trial_id))
-            tags.append(RunTag("dmlsweep.best_run_id", self.trial_runs.get(best.trial_id, "")))
+            tags.append(RunTag(schema.BEST_TRIAL, best.trial_id))
+            tags.append(RunTag(schema.BEST_RUN_ID, self.trial_runs.get(best.trial_id, "")))
             params = [
                 Param(f"best/{k}", _param_value(v))
                 for k, v in best.config.items()
@@ -407,6 +422,18 @@ class MlflowTracking(Callback):
                 file=sys.stderr,
             )
 
+    def _close_interrupted(self) -> None:
+        """The runs of the trials still running, and the parent, end KILLED with
+        ``dmlsweep.state`` INTERRUPTED: ``--resume NAME`` sets them running again."""
+        interrupted = [RunTag(schema.STATE, "INTERRUPTED")]
+        for run in self._child_runs(status="RUNNING"):
+            self.client.log_batch(run.info.run_id, tags=interrupted)
+            self.client.set_terminated(run.info.run_id, "KILLED")
+        assert self.parent_run_id is not None  # start_parent ran
+        self.client.log_batch(self.parent_run_id, tags=interrupted)
+        self.client.set_terminated(self.parent_run_id, "KILLED")
+        self._pool.shutdown(wait=True)
+
     def _child_runs(self, *, status: str | None = None) -> list[Any]:
         query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.parent_run_id}'"
         if status is not None:
@@ -420,9 +447,9 @@ class MlflowTracking(Callback):
         creating the run and saving the trial) ends FAILED, marked as lost."""
         known = {t.trial_id for t in trials}
         for run in self._child_runs(status="RUNNING"):
-            if run.data.tags.get("dmlsweep.trial_id") not in known:
-                self.client.set_tag(run.info.run_id, "dmlsweep.state", "FAIL")
-                self.client.set_tag(run.info.run_id, "dmlsweep.lost", "the sweep's driver died")
+            if run.data.tags.get(schema.TRIAL_ID) not in known:
+                self.client.set_tag(run.info.run_id, schema.STATE, "FAIL")
+                self.client.set_tag(run.info.run_id, schema.LOST, "the sweep's driver died")
                 self.client.set_terminated(run.info.run_id, "FAILED")
 
     def flush(self) -> None:
@@ -470,7 +497,8 @@ class MlflowTracking(Callback):
     def _log_batch(self, trial_id: str, batch: _TrialBatch) -> None:
         what = f"{', '.join(batch.what)} of trial {trial_id}"
         if batch.create and not self.trial_runs.get(trial_id):  # a resumed one may have it
-            if self._retrying(self._create_trial_run, trial_id, what=what) is not None:
+            created = self._retrying(self._create_trial_run, trial_id, batch.create, what=what)
+            if created is not None:
                 return  # named already
         run_id = self.trial_runs.get(trial_id)
         if not run_id:
@@ -485,7 +513,9 @@ class MlflowTracking(Callback):
             self._retrying(
                 _log_file_if_exists, run_id, batch.error_file, client=self.client, what=what
             )
-        if batch.status:
+        if batch.status == "RUNNING":  # a resumed trial's run
+            self._retrying(self.client.update_run, run_id, "RUNNING", what=what)
+        elif batch.status:
             self._retrying(self.client.set_terminated, run_id, batch.status, what=what)
 
     def _log_part(
@@ -578,7 +608,7 @@ class MlflowTracking(Callback):
 class _TrialBatch:
     """What a trial's run awaits from the logging thread, in the order it is logged."""
 
-    create: bool = False  # the run itself, with these params
+    create: int = 0  # the run itself, started at this time (ms), with these params
     params: list[Param] = field(default_factory=list)
     metrics: list[Metric] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)  # the latest value of each
@@ -676,6 +706,18 @@ def _sweep_runs(client: MlflowClient, name: str) -> list[Any]:
             max_results=10,
         )
     )
+
+
+def trial_runs(tracking_uri: str, parent: Any) -> dict[str, str]:
+    """Trial id -> MLflow run id of the sweep whose parent run is ``parent``."""
+    client = MlflowClient(tracking_uri)
+    query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent.info.run_id}'"
+    runs = client.search_runs([parent.info.experiment_id], filter_string=query, max_results=50000)
+    return {
+        run.data.tags[schema.TRIAL_ID]: run.info.run_id
+        for run in runs
+        if schema.TRIAL_ID in run.data.tags
+    }
 
 
 def find_sweep_run(tracking_uri: str, name: str) -> Any:

@@ -71,7 +71,8 @@ def make_sweep(
         parent_id,
         params=[
             Param("sweep/objective", objective),
-            Param("sweep/metric", f"{metric} ({mode})"),
+            Param("sweep/metric", metric),
+            Param("sweep/mode", mode),
             Param("sweep/num_samples", str(len(states))),
             Param("sweep/seed", "0"),
             Param("setting/batch_size", "32"),  # fixed settings: not in the best config

@@ -11,7 +11,6 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from dmlsweep.errors import SpaceError
-from dmlsweep.runner import SweepOptions, run_sweep
 from dmlsweep.spaces import SPACES_DIR, load_space
 from dmlsweep.strategies import (
     build_sampler,
@@ -20,6 +19,7 @@ from dmlsweep.strategies import (
     strategy_params,
     tune_domains,
 )
+from dmlsweep.sweep import SweepRequest, plan_sweep, run_sweep
 
 QUADRATIC = SPACES_DIR / "quadratic.yaml"
 
@@ -114,7 +114,7 @@ def sweep(
     num_samples: int = 6,
     **kwargs: object,
 ):
-    options = SweepOptions(
+    request = SweepRequest(
         space=space,
         num_samples=num_samples,
         runs_dir=tmp_path / "runs",
@@ -122,7 +122,7 @@ def sweep(
         models_top_k=0,
         **kwargs,
     )
-    return run_sweep(options)
+    return run_sweep(plan_sweep(request))
 
 
 @pytest.mark.parametrize(

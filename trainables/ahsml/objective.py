@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from trainables.config import ConfigError, from_flat
+from trainables.config import ConfigError, check_noise, from_flat
+from trainables.objective import Mode
 from trainables.runtime import RuntimeSettings
 
 
@@ -80,13 +81,20 @@ class AHSMLConfig(RuntimeSettings):
             raise ConfigError(f"AHSMLConfig.curvature: must be > 0, got {self.curvature}")
         if not self.circle_scale > 0:
             raise ConfigError(f"AHSMLConfig.circle_scale: must be > 0, got {self.circle_scale}")
-        if self.noise == "none" and self.noise_rate:
-            raise ConfigError("AHSMLConfig.noise_rate: set noise to symmetric or small_cluster")
+        check_noise(type(self).__name__, self.noise, self.noise_rate)
 
 
-# The platform checks a sweep's fixed settings and searched names against this before any
-# trial starts.
 CONFIG = AHSMLConfig
+# What each epoch reports that a space may optimise (trainables.objective): the validation
+# classes' retrieval metrics, and the training loss.
+METRICS: dict[str, Mode] = {
+    **{f"val/recall_at_{k}": "max" for k in (1, 2, 4, 8)},
+    "val/precision_at_1": "max",
+    "val/r_precision": "max",
+    "val/map_at_r": "max",
+    "val/nmi": "max",
+    "train/loss": "min",
+}
 
 
 def build_model(config: dict[str, Any]) -> nn.Module:
@@ -142,13 +150,16 @@ def current_curvature(model: nn.Module) -> float | None:
     return None if head is None else float(head.curvature.detach())
 
 
-def validate_settings(settings: dict[str, Any]) -> None:
-    """Checked by the platform before any trial starts: a real dataset must be on disk."""
+def validate(settings: dict[str, Any]) -> None:
+    """Before any trial (trainables.objective): the config's values, a real dataset on disk in
+    its published layout, the backbone's weights file."""
+    from trainables.dml.backbones.weights import check_weights
     from trainables.dml_data import check_dml_data
 
-    check_dml_data(
-        dataset=settings.get("dataset", "digits"), data_root=settings.get("data_root", "")
-    )
+    cfg = from_flat(AHSMLConfig, settings)
+    check_dml_data(dataset=cfg.dataset, data_root=cfg.data_root)
+    if cfg.backbone == "resnet50":
+        check_weights("weights", cfg.weights, arch="resnet50")
 
 
 def train(config: dict[str, Any]) -> None:
@@ -157,7 +168,7 @@ def train(config: dict[str, Any]) -> None:
     from trainables.dml.evaluation import evaluate_embeddings
     from trainables.dml.hyperbolic import param_groups
     from trainables.dml_data import TrainBatches, embed, load_dml_data
-    from trainables.reporting import report_epoch, restore_optimizer, restore_state
+    from trainables.reporting import report_epoch, resume_training, training_state
     from trainables.runtime import Runtime, StepClock
 
     cfg = from_flat(AHSMLConfig, config)
@@ -176,13 +187,7 @@ def train(config: dict[str, Any]) -> None:
     model = runtime.module(build_model(config))
     loss_fn = runtime.module(make_loss(cfg, model))
     optimizer = torch.optim.Adam(param_groups(model, weight_decay=cfg.weight_decay), lr=cfg.lr)
-    start_epoch = 1
-    state = restore_state()
-    if state is not None:
-        model.load_state_dict(state["model"])
-        restore_optimizer(optimizer, state["optimizer"])
-        runtime.precision.load_state_dict(state.get("scaler", {}))
-        start_epoch = state["epoch"] + 1
+    start_epoch = resume_training(model=model, optimizer=optimizer, scaler=runtime.precision)
 
     flip = cfg.dataset != "digits"  # a mirrored digit is another digit
     views = AugmentedPair(
@@ -241,13 +246,13 @@ def train(config: dict[str, Any]) -> None:
         }
         report_epoch(
             metrics,
-            state={
-                "epoch": epoch,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scaler": runtime.precision.state_dict(),
-                "config": asdict(cfg),
-            },
+            state=training_state(
+                epoch,
+                config=cfg,
+                model=model,
+                optimizer=optimizer,
+                scaler=runtime.precision,
+            ),
         )
 
 

@@ -32,7 +32,7 @@ are read only by :func:`evaluate_test`.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -41,11 +41,22 @@ from torch import nn
 from trainables.config import ConfigError, from_flat
 from trainables.dsn.batches import modality_ratio_batches, sketches_per_batch
 from trainables.dsn.loss import PHOTO, DSNLoss
+from trainables.objective import Mode
 from trainables.runtime import RuntimeSettings, epoch_generator
 from trainables.sbir.data import load_sbir_data, num_train_classes, sbir_settings
 from trainables.sbir.network import SBIRNet, build_sbir_net, resolve_backbone
 
-__all__ = ["DSNConfig", "KD_CLASSES", "build_model", "build_teacher", "evaluate_test", "train"]
+__all__ = [
+    "CONFIG",
+    "DSNConfig",
+    "KD_CLASSES",
+    "METRICS",
+    "build_model",
+    "build_teacher",
+    "evaluate_test",
+    "train",
+    "validate",
+]
 
 KD_CLASSES = 1000  # the ImageNet teacher's classes
 
@@ -112,9 +123,30 @@ class DSNConfig(RuntimeSettings):
             raise ConfigError(f"DSNConfig.lr_decay must be in (0, 1], got {self.lr_decay}")
 
 
-# The platform checks a sweep's fixed settings and searched names against this before any
-# trial starts.
 CONFIG = DSNConfig
+# What each epoch reports that a space may optimise (trainables.objective): the validation
+# classes' sketch -> photo retrieval metrics, and the training loss.
+METRICS: dict[str, Mode] = {
+    **{
+        f"val/{name}": "max"
+        for name in ("map_all", "map_all_per_class", "prec_100", "map_100", "prec_200", "map_200")
+    },
+    "train/loss": "min",
+}
+
+
+def validate(settings: dict[str, Any]) -> None:
+    """Before any trial (trainables.objective): the config's values, a real benchmark on disk
+    in the SAKE layout, the weights files."""
+    from trainables.dml.backbones.weights import check_weights
+    from trainables.sbir.data import check_sbir_data
+
+    cfg = from_flat(DSNConfig, settings)
+    check_sbir_data(sbir_settings(cfg))
+    if cfg.pretrained:
+        check_weights("pretrained", cfg.pretrained, arch="resnet50")
+    if cfg.kd_teacher:
+        check_weights("kd_teacher", cfg.kd_teacher, arch="resnet50")
 
 
 def _network(cfg: DSNConfig, *, load_weights: bool) -> SBIRNet:
@@ -152,7 +184,7 @@ def build_teacher(weights: str) -> nn.Module:
 
 def train(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: trains, validates and checkpoints once per epoch."""
-    from trainables.reporting import report_epoch, restore_optimizer, restore_state
+    from trainables.reporting import report_epoch, resume_training, training_state
     from trainables.runtime import Runtime, StepClock
     from trainables.sbir.evaluation import metric_conventions, retrieval_metrics
 
@@ -179,14 +211,9 @@ def train(config: dict[str, Any]) -> None:
         )
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start_epoch = 1
-    state = restore_state()
-    if state is not None:
-        model.load_state_dict(state["model"])
-        restore_optimizer(optimizer, state["optimizer"])
-        loss_fn.bank.load_state_dict(state["bank"])
-        runtime.precision.load_state_dict(state.get("scaler", {}))
-        start_epoch = state["epoch"] + 1
+    start_epoch = resume_training(
+        model=model, optimizer=optimizer, scaler=runtime.precision, bank=loss_fn.bank
+    )
 
     sketches, photos = sketches_per_batch(cfg.batch_size, cfg.photos_per_sketch)
     for epoch in range(start_epoch, cfg.max_epochs + 1):
@@ -265,14 +292,14 @@ def train(config: dict[str, Any]) -> None:
         }
         report_epoch(
             metrics,
-            state={
-                "epoch": epoch,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "bank": loss_fn.bank.state_dict(),
-                "scaler": runtime.precision.state_dict(),
-                "config": asdict(cfg),
-            },
+            state=training_state(
+                epoch,
+                config=cfg,
+                model=model,
+                optimizer=optimizer,
+                scaler=runtime.precision,
+                bank=loss_fn.bank,
+            ),
         )
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -36,11 +36,21 @@ from torch import nn
 
 from trainables.config import ConfigError, from_flat
 from trainables.mathm.weighting import MATHMTripletLoss
+from trainables.objective import Mode
 from trainables.runtime import RuntimeSettings, epoch_generator
 from trainables.sbir.data import load_sbir_data, num_train_classes, sbir_settings
 from trainables.sbir.network import SBIRNet, build_sbir_net, resolve_backbone
 
-__all__ = ["MATHMConfig", "build_model", "evaluate_test", "lr_factor", "train"]
+__all__ = [
+    "CONFIG",
+    "METRICS",
+    "MATHMConfig",
+    "build_model",
+    "evaluate_test",
+    "lr_factor",
+    "train",
+    "validate",
+]
 
 
 @dataclass(frozen=True)
@@ -99,9 +109,28 @@ class MATHMConfig(RuntimeSettings):
             raise ConfigError("MATHMConfig.classes_per_batch must be >= 2: triplets need negatives")
 
 
-# The platform checks a sweep's fixed settings and searched names against this before any
-# trial starts.
 CONFIG = MATHMConfig
+# What each epoch reports that a space may optimise (trainables.objective): the validation
+# classes' sketch -> photo retrieval metrics, and the training loss.
+METRICS: dict[str, Mode] = {
+    **{
+        f"val/{name}": "max"
+        for name in ("map_all", "map_all_per_class", "prec_100", "map_100", "prec_200", "map_200")
+    },
+    "train/loss": "min",
+}
+
+
+def validate(settings: dict[str, Any]) -> None:
+    """Before any trial (trainables.objective): the config's values, a real benchmark on disk
+    in the SAKE layout, the weights files."""
+    from trainables.dml.backbones.weights import check_weights
+    from trainables.sbir.data import check_sbir_data
+
+    cfg = from_flat(MATHMConfig, settings)
+    check_sbir_data(sbir_settings(cfg))
+    if cfg.pretrained:
+        check_weights("pretrained", cfg.pretrained, arch="resnet50")
 
 
 def lr_factor(epoch: int, *, warmup_epochs: int, max_epochs: int) -> float:
@@ -157,7 +186,7 @@ def _optimizer(model: SBIRNet, cfg: MATHMConfig) -> torch.optim.Optimizer:
 def train(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: trains, validates and checkpoints once per epoch."""
     from trainables.dml.data.samplers import PKModalitySampler
-    from trainables.reporting import report_epoch, restore_optimizer, restore_state
+    from trainables.reporting import report_epoch, resume_training, training_state
     from trainables.runtime import Runtime, StepClock
     from trainables.sbir.evaluation import metric_conventions, retrieval_metrics
 
@@ -172,13 +201,7 @@ def train(config: dict[str, Any]) -> None:
         margin=cfg.margin, beta=cfg.beta, floor=cfg.floor, mode=cfg.mode, published=cfg.published
     )
     optimizer = _optimizer(model, cfg)
-    start_epoch = 1
-    state = restore_state()
-    if state is not None:
-        model.load_state_dict(state["model"])
-        restore_optimizer(optimizer, state["optimizer"])
-        runtime.precision.load_state_dict(state.get("scaler", {}))
-        start_epoch = state["epoch"] + 1
+    start_epoch = resume_training(model=model, optimizer=optimizer, scaler=runtime.precision)
 
     sampler = PKModalitySampler(
         data.train.labels,
@@ -251,13 +274,13 @@ def train(config: dict[str, Any]) -> None:
         }
         report_epoch(
             metrics,
-            state={
-                "epoch": epoch,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scaler": runtime.precision.state_dict(),
-                "config": asdict(cfg),
-            },
+            state=training_state(
+                epoch,
+                config=cfg,
+                model=model,
+                optimizer=optimizer,
+                scaler=runtime.precision,
+            ),
         )
 
 

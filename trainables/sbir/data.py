@@ -183,6 +183,22 @@ def resolve_data_root(settings: SBIRSettings) -> Path:
     return Path(raw)
 
 
+def check_sbir_data(settings: SBIRSettings) -> None:
+    """Raise a clear error (naming the setting and the expected layout) unless a real benchmark
+    is on disk in the SAKE layout with its published number of seen classes; the digits are
+    embedded. Reads the lists only, not the images."""
+    if settings.dataset == "digits":
+        return
+    _seen(settings)  # a valid split
+    root = resolve_data_root(settings)
+    lists = _read(settings, root, ("train", "test", "zero"))
+    if len(lists.seen_classes) != _seen(settings):
+        raise LayoutError(
+            f"{root}: {len(lists.seen_classes)} seen classes in cname_cid.txt, expected "
+            f"{_seen(settings)} for {settings.dataset}"
+        )
+
+
 def _read(settings: SBIRSettings, root: Path | str, parts: Sequence[str]) -> SakeLists:
     if settings.dataset == "sketchy":
         return read_sketchy(root, split=settings.sketchy_split, parts=parts)

@@ -27,6 +27,7 @@ __all__ = [
     "IMAGENET_URLS",
     "LoadedWeights",
     "WeightsSpec",
+    "check_weights",
     "imagenet_weights_path",
     "load_backbone_weights",
     "load_state_dict_into",
@@ -83,6 +84,19 @@ def _resolve(weights: str | Path, arch: str) -> Path:
             f"path of a state-dict file"
         )
     return path
+
+
+def check_weights(setting: str, weights: str, *, arch: str) -> None:
+    """Raise ``ConfigError`` naming ``setting`` unless ``weights`` ("" for none, "imagenet" or a
+    path) names a file that is there: checked before a trial starts."""
+    from trainables.config import ConfigError
+
+    if not weights:
+        return
+    try:
+        _resolve(weights, arch)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{setting}: {exc}") from exc
 
 
 def read_state_dict(weights: str | Path, *, arch: str) -> tuple[Path, dict[str, Tensor]]:

@@ -1,0 +1,59 @@
+"""Ctrl-C and SIGTERM during a sweep: the first stops it cleanly, a second at once.
+
+The first SIGINT or SIGTERM asks Tune to stop (its own stop signal, SIGUSR1): no trial is
+started any more, Tune saves its experiment state, the running trials are stopped (each keeps
+its last epoch's checkpoint) and the sweep's records are left as ``--resume NAME`` continues
+them: the trials' MLflow runs KILLED with ``dmlsweep.state`` INTERRUPTED, their Optuna trials
+RUNNING. A second signal exits at once (status 130), as resumable as after a kill.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+_requested = threading.Event()
+
+
+def requested() -> bool:
+    """Whether the sweep running in this process was asked to stop."""
+    return _requested.is_set()
+
+
+@contextmanager
+def stop_on_signals(resume_hint: str) -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM stop the sweep as described above."""
+    _requested.clear()
+    # Tune's own SIGINT handler would end the sweep without telling us; SIGUSR1 is its
+    # documented stop signal, which it always handles while it runs.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if _requested.is_set():
+            print(f"\ndmlsweep: stopped at once; {resume_hint}", file=sys.stderr, flush=True)
+            os._exit(130)
+        _requested.set()
+        print(
+            f"\ndmlsweep: {signal.Signals(signum).name}: stopping the sweep (the running trials "
+            "keep their last checkpoint); press Ctrl-C again to exit at once",
+            file=sys.stderr,
+            flush=True,
+        )
+        if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):
+            raise KeyboardInterrupt  # Tune's loop has not started: nothing to stop in it
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+__all__ = ["requested", "stop_on_signals"]
