@@ -38,3 +38,6 @@ def _restore_mlflow_tracking_uri() -> Iterator[None]:
         import mlflow
 
         mlflow.set_tracking_uri(before)
+
+
+pytest_plugins = ["pytester"]

@@ -93,20 +93,28 @@ def refusing_retries(
     worker or node, an out-of-memory...) is left to Tune's retries."""
     import functools
 
-    from trainables.objective import NOT_RETRIED_KEY, is_not_retried
+    from trainables.objective import is_not_retried
 
     @functools.wraps(train_fn)
     def train(config: dict[str, Any]) -> None:
         try:
             train_fn(config)
         except Exception as error:
-            if is_not_retried(error) and _SINK.get() is None:
-                from ray import tune
-
-                tune.report({NOT_RETRIED_KEY: f"{type(error).__name__}: {error}"[:5000]})
+            if is_not_retried(error):
+                _report_not_retried(error)
             raise
 
     return train
+
+
+def _report_not_retried(error: Exception) -> None:
+    # module level: Tune pickles the trainable, and the capture sink cannot be pickled
+    from trainables.objective import NOT_RETRIED_KEY
+
+    if _SINK.get() is None:
+        from ray import tune
+
+        tune.report({NOT_RETRIED_KEY: f"{type(error).__name__}: {error}"[:5000]})
 
 
 def on_cpu(value: Any) -> Any:

@@ -216,6 +216,10 @@ def _run(args: argparse.Namespace) -> int:
     )
     plan = plan_sweep(request)  # every check that needs no Ray: exit 2 before anything starts
     if args.dry_run:
+        if plan.address:
+            from dmlsweep.sweep.cluster import check_cluster
+
+            check_cluster(plan)
         print(plan.describe())
         return 0
 

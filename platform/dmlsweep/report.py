@@ -17,6 +17,9 @@ def print_outcome(outcome: SweepOutcome, *, top: int = 10) -> None:
     )
     columns = ["trial", "state", space.metric, "epochs", *(p.name for p in space.parameters)]
     print(summary_table(outcome.trials[:top], columns=columns))
+    failed = [r for r in outcome.trials if r["state"] == "FAIL" and r.get("error")]
+    if failed:
+        print(f"\nfirst failure (trial {failed[0]['trial']}): {failed[0]['error']}")
     if outcome.best_config is not None:
         print(f"\nbest configuration: {outcome.best_config}")
     print(f"\nMLflow: experiment {outcome.experiment!r}, parent run {outcome.parent_run_id}")

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
-from support import DELETE, edited, run_cli
+from support import DELETE, REPO_ROOT, edited, run_cli
 
 pytestmark = pytest.mark.ray
 
@@ -31,6 +31,7 @@ BASE_NAME = "base"
 SQLITE_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal")
 # Where a bug lets a bad call start a sweep anyway, it costs seconds, not minutes.
 CHEAP = ("--num-samples", "1", "--max-retries", "0", "--log-models", "0")
+DRY = {False: (), True: ("--dry-run",)}
 DB_PASSWORD = "secretpw-4f9c"  # must never be printed
 
 QUADRATIC: dict[str, Any] = {
@@ -232,17 +233,27 @@ def test_dataset_directory_in_the_wrong_layout(base_sweep: BaseSweep) -> None:
     )  # fmt: skip
 
 
-def test_more_gpus_per_trial_than_the_cluster_has(base_sweep: BaseSweep) -> None:
+@pytest.mark.parametrize("dry", [False, True], ids=["run", "dry-run"])
+def test_more_gpus_per_trial_than_the_cluster_has(base_sweep: BaseSweep, dry: bool) -> None:
     refused(
-        base_sweep, "--space", "quadratic", "--gpus-per-trial", "1",
-        words=["asks for 1.0 GPUs", "has 0", "drop --gpus-per-trial"],
+        base_sweep, "--space", "quadratic", "--gpus-per-trial", "1", *DRY[dry],
+        words=["--gpus-per-trial 1", "the Ray cluster", "has (0)", "leave --gpus-per-trial out"],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("dry", [False, True], ids=["run", "dry-run"])
+def test_more_gpus_per_trial_than_this_machine_has(base_sweep: BaseSweep, dry: bool) -> None:
+    """Without --address the trials run on a local Ray: this machine's GPUs are known."""
+    refused(
+        base_sweep, "--space", "quadratic", "--gpus-per-trial", "1", *DRY[dry],
+        words=["--gpus-per-trial 1", "this machine", "has (0)"], address=False,
     )  # fmt: skip
 
 
 def test_more_cpus_per_trial_than_the_cluster_has(base_sweep: BaseSweep) -> None:
     refused(
         base_sweep, "--space", "quadratic", "--cpus-per-trial", "3",
-        words=["asks for 3.0 CPUs", "the Ray cluster has 2"],
+        words=["--cpus-per-trial 3", "the Ray cluster", "has (2)"],
     )  # fmt: skip
 
 
@@ -280,10 +291,112 @@ def test_new_sweep_with_the_name_of_an_existing_one(base_sweep: BaseSweep) -> No
     )  # fmt: skip
 
 
-def test_zero_samples(base_sweep: BaseSweep) -> None:
+@pytest.mark.parametrize("dry", [False, True], ids=["run", "dry-run"])
+@pytest.mark.parametrize("count", ["0", "-3"])
+def test_too_few_samples(base_sweep: BaseSweep, count: str, dry: bool) -> None:
     refused(
-        base_sweep, "--space", "quadratic", "--num-samples", "0",
-        words=["--num-samples must be >= 1, got 0"],
+        base_sweep, "--space", "quadratic", "--num-samples", count, *DRY[dry],
+        words=[f"--num-samples must be an integer >= 1, got {count}"],
+    )  # fmt: skip
+
+
+# --- what the plan checks of the objective, for a real run and a dry run alike (each would
+# otherwise be found by every trial failing)
+@pytest.mark.parametrize("dry", [False, True], ids=["run", "dry-run"])
+def test_a_metric_the_objective_does_not_report(base_sweep: BaseSweep, dry: bool) -> None:
+    path = base_sweep.workdir / "metric-typo.yaml"
+    path.write_text(yaml.safe_dump(_changed(metric="val/scor"), sort_keys=False))
+    refused(
+        base_sweep, "--space", str(path), *CHEAP, *DRY[dry],
+        words=[str(path), "metric 'val/scor' is not reported", "it reports: val/score"],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("dry", [False, True], ids=["run", "dry-run"])
+def test_a_mode_against_the_metric(base_sweep: BaseSweep, dry: bool) -> None:
+    path = base_sweep.workdir / "mode-flip.yaml"
+    path.write_text(yaml.safe_dump(_changed(mode="min"), sort_keys=False))
+    refused(
+        base_sweep, "--space", str(path), *CHEAP, *DRY[dry],
+        words=["mode 'min' for val/score", "use mode max"],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("dry", [False, True], ids=["run", "dry-run"])
+def test_a_value_out_of_range(base_sweep: BaseSweep, dry: bool) -> None:
+    refused(
+        base_sweep, "--space", "baseline", "--set", "noise_rate=1.5", *CHEAP, *DRY[dry],
+        words=["noise_rate", "1.5", "not in [0, 1)"],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("dry", [False, True], ids=["run", "dry-run"])
+def test_a_searched_range_the_objective_refuses(base_sweep: BaseSweep, dry: bool) -> None:
+    """A parameter whose range reaches values the objective refuses would fail the trials
+    that sample them: its extremes are checked."""
+    path = base_sweep.workdir / "bad-range.yaml"
+    space = edited(
+        yaml.safe_load((REPO_ROOT / "sweeps" / "spaces" / "baseline.yaml").read_text()),
+        parameters__noise_rate={"type": "float", "low": 0.0, "high": 1.5, "default": 0.1},
+        settings__noise="symmetric",
+        settings__noise_rate=DELETE,
+    )
+    path.write_text(yaml.safe_dump(space, sort_keys=False))
+    refused(
+        base_sweep, "--space", str(path), *CHEAP, *DRY[dry],
+        words=["parameters.noise_rate = 1.5", "not in [0, 1)"],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("dry", [False, True], ids=["run", "dry-run"])
+@pytest.mark.parametrize("root", ["unset", "empty"])
+def test_an_sbir_benchmark_without_its_data(base_sweep: BaseSweep, root: str, dry: bool) -> None:
+    empty = base_sweep.workdir / "empty-sketchy"
+    empty.mkdir(exist_ok=True)
+    data = ["--set", f"data_root={empty}"] if root == "empty" else []
+    words = (
+        [str(empty), "Expected layout", "zeroshot1"]
+        if root == "empty"
+        else ["data_root is empty", "DMLSWEEP_SKETCHY_ROOT", "Expected layout"]
+    )
+    refused(base_sweep, "--space", "dsn_sketchy", *data, *CHEAP, *DRY[dry], words=words)
+
+
+@pytest.mark.parametrize("dry", [False, True], ids=["run", "dry-run"])
+def test_a_setting_from_an_unset_environment_variable(base_sweep: BaseSweep, dry: bool) -> None:
+    refused(
+        base_sweep, "--space", "ahsml_cub", *CHEAP, *DRY[dry],
+        words=["settings.data_root", "DMLSWEEP_CUB_ROOT", "not set", "--set data_root="],
+    )  # fmt: skip
+
+
+def test_the_dry_run_prints_the_plan_with_the_environment_expanded(
+    base_sweep: BaseSweep, tmp_path: Path
+) -> None:
+    """What every trial will get: ``${DMLSWEEP_CUB_ROOT}`` as its value, read once."""
+    from trainables.dml.data.layout_trees import write_cub
+
+    root = write_cub(tmp_path / "CUB_200_2011", per_class=1, size=8)
+    proc = run_cli(
+        "--space", "ahsml_cub", "--set", 'weights=""', "--dry-run",
+        "--runs-dir", str(base_sweep.runs_dir),
+        cwd=base_sweep.workdir, env={"DMLSWEEP_CUB_ROOT": str(root)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"setting   data_root = {str(root)!r}" in proc.stdout
+    assert "${" not in proc.stdout
+    assert "sweep ahsml_cub-" in proc.stdout and "trials of ahsml" in proc.stdout
+
+
+def test_missing_imagenet_weights_are_named_before_anything_starts(
+    base_sweep: BaseSweep, tmp_path: Path
+) -> None:
+    from trainables.dml.data.layout_trees import write_cub
+
+    root = write_cub(tmp_path / "CUB_200_2011", per_class=1, size=8)
+    refused(
+        base_sweep, "--space", "ahsml_cub", "--set", f"data_root={root}", "--dry-run",
+        words=["weights", "ImageNet weights for resnet50 not found", "Nothing is downloaded"],
     )  # fmt: skip
 
 

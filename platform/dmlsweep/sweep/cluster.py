@@ -55,6 +55,19 @@ def check_resources(plan: SweepPlan, *, cpus: float, gpus: float, where: str) ->
         )
 
 
+def check_cluster(plan: SweepPlan) -> None:
+    """For ``--dry-run`` on a cluster: join it, check its resources, leave; nothing written."""
+    import ray
+
+    assert plan.address is not None
+    probe_ray_address(plan.address)
+    init_ray(plan.address, env={})
+    try:
+        check_cluster_resources(plan)
+    finally:
+        ray.shutdown()
+
+
 def check_cluster_resources(plan: SweepPlan) -> None:
     import ray
 

@@ -31,6 +31,7 @@ def stop_on_signals(resume_hint: str) -> Iterator[None]:
     _requested.clear()
     # Tune's own SIGINT handler would end the sweep without telling us; SIGUSR1 is its
     # documented stop signal, which it always handles while it runs.
+    tune_handler = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
 
     def handle(signum: int, frame: FrameType | None) -> None:
@@ -54,6 +55,10 @@ def stop_on_signals(resume_hint: str) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if tune_handler is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = tune_handler
 
 
 __all__ = ["requested", "stop_on_signals"]

@@ -29,7 +29,7 @@ class SweepOutcome:
     parent_run_id: str
     study_name: str | None  # None: population-based training has no Optuna study
     storage: str | None
-    trials: list[dict[str, Any]]  # one row per trial: id, state, metric, run_id, params
+    trials: list[dict[str, Any]]  # a row per trial: id, state, metric, run_id, error, params
     best_config: dict[str, Any] | None
     # configuration rank (1 = best) -> test metric -> mean / std / 95% CI over fresh seeds
     reproductions: dict[int, dict[str, Summary]] = field(default_factory=dict)
@@ -61,6 +61,7 @@ def trial_rows(
                 space.metric: metrics.get(space.metric),
                 "epochs": epochs,
                 "run_id": run_of(trial_id) if trial_id else None,
+                "error": metrics.get(NOT_RETRIED_KEY) or _first_line(result.error),
                 **{p.name: (result.config or {}).get(p.name) for p in space.parameters},
             }
         )
@@ -73,6 +74,13 @@ def trial_rows(
 
     order = sorted(range(len(rows)), key=rank)
     return [rows[i] for i in order], [results[i] for i in order]
+
+
+def _first_line(error: BaseException | None) -> str | None:
+    if error is None:
+        return None
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else type(error).__name__
 
 
 def best_config(plan: SweepPlan, rows: list[dict[str, Any]], results: list[Any]) -> Any:

@@ -397,7 +397,7 @@ def _check_objective(
                 f"it accepts: {', '.join(sorted(allowed))}"
             )
     base = {**settings, "max_epochs": max_epochs, **space.defaults()}
-    _validate(objective, base, where=f"{space.path} / --set")
+    _validate(objective, base, where=f"{space.path} (settings, --set)")
     for param in space.parameters:
         extremes = param.choices if isinstance(param, CategoricalParam) else (param.low, param.high)
         for extreme in extremes:

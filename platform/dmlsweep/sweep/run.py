@@ -48,18 +48,20 @@ def run_sweep(plan: SweepPlan) -> outcome.SweepOutcome:
             )
         if all(done):
             return _read_back(plan, storage, paths)
-    if plan.address:
+    # Trials write checkpoints to the bucket with the S3 keys of this environment: Tune's
+    # filesystem carries none.
+    env = cluster.s3_keys() if "storage_filesystem" in storage else {}
+    if plan.address:  # a cluster's resources are known once joined: before anything is written
         cluster.probe_ray_address(plan.address)
+        cluster.init_ray(plan.address, env=env)
+        cluster.check_cluster_resources(plan)
     plan.runs_dir.mkdir(parents=True, exist_ok=True)
     prepare_sqlite_tracking(plan.tracking_uri)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # The driver mostly waits while Ray starts: open the stores meanwhile.
+        # A local Ray takes seconds to start (its resources are this machine's, checked by the
+        # plan): open the stores meanwhile.
         opened = pool.submit(_open_stores, plan.tracking_uri, plan.storage_url)
-        # Trials write checkpoints to the bucket with the S3 keys of this environment: Tune's
-        # filesystem carries none.
-        env = cluster.s3_keys() if "storage_filesystem" in storage else {}
         cluster.init_ray(plan.address, env=env)
-        cluster.check_cluster_resources(plan)
         study_storage = opened.result()
 
     tracking = _tracking(plan)
