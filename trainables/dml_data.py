@@ -241,12 +241,15 @@ class TrainBatches:
             # One gather per batch, the loader's batches exactly (fetching item by item cost a
             # tenth of a digits epoch).
             images, labels = self.in_memory.tensors
-            for index in map(torch.as_tensor, self.batches):
+            for step, index in enumerate(map(torch.as_tensor, self.batches)):
                 x = images[index]
-                yield (
-                    (x if self.views is None else torch.stack(self.views(x), dim=1)),
-                    labels[index],
-                )
+                if self.views is not None:
+                    # seeded per batch, as the workers seed per item: a resumed trial draws
+                    # the views the uninterrupted one drew
+                    with torch.random.fork_rng(devices=[]):
+                        torch.default_generator.manual_seed(mix_seed(self.seed, epoch, step))
+                        x = torch.stack(self.views(x), dim=1)
+                yield x, labels[index]
             return
         assert self.loader is not None
         key = mix_seed(self.seed, epoch)

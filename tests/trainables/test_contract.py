@@ -197,7 +197,7 @@ def test_a_newly_registered_objective_is_tested(pytester: pytest.Pytester, broke
     here = Path(__file__).parent
     pytester.makepyfile(test_contract_copy=Path(__file__).read_text(encoding="utf-8"))
     (pytester.path / "objective_runs.py").write_text(
-        (here / "objective_runs.py").read_text(encoding="utf-8"), encoding="utf-8"
+        (here.parent / "objective_runs.py").read_text(encoding="utf-8"), encoding="utf-8"
     )
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "-k", "toy and not newly_registered", "-q"

@@ -66,7 +66,7 @@ def test_ablation_switches_reach_the_loss() -> None:
 
 def test_missing_benchmark_fails_naming_the_layout(tmp_path) -> None:
     with pytest.raises(ValueError, match="images.txt"):
-        objective.validate_settings({"dataset": "cub200", "data_root": str(tmp_path)})
+        objective.validate({"dataset": "cub200", "data_root": str(tmp_path)})
 
 
 def test_circle_scale_reaches_the_circle_base_loss() -> None:

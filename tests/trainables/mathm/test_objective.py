@@ -1,17 +1,15 @@
-"""The ``mathm`` objective end to end, without Ray: ``report_epoch`` / ``restore_state`` are
-replaced by stand-ins that record the reports and hand back a chosen state."""
+"""The ``mathm`` objective end to end, without Ray (``objective_runs``): what is particular to
+it; what every objective must do is tested by ``tests/trainables/test_contract.py``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from objective_runs import Recorder, one_thread, record
 
-import trainables.reporting as reporting
 from trainables.config import ConfigError
 from trainables.dml.data.layout_trees import write_sketchy
 from trainables.dml.data.readers import LayoutError
@@ -28,51 +26,10 @@ TEST_KEYS = (
 DIGITS = {"max_epochs": 3, "seed": 0}
 
 
-class Recorder:
-    """Stands in for the reporting seam: keeps every report and its state."""
-
-    def __init__(self, restore: dict[str, Any] | None = None) -> None:
-        self.metrics: list[dict[str, float]] = []
-        self.states: list[dict[str, Any]] = []
-        self.restore = restore
-
-    def install(self, monkeypatch: pytest.MonkeyPatch) -> Recorder:
-        monkeypatch.setattr(reporting, "report_epoch", self.report)
-        monkeypatch.setattr(reporting, "restore_state", lambda: self.restore)
-        return self
-
-    def report(self, metrics: dict[str, float], *, state: dict[str, Any] | None = None) -> None:
-        self.metrics.append(dict(metrics))
-        # a deep copy, as a checkpoint on disk would be
-        self.states.append({k: _clone(v) for k, v in (state or {}).items()})
-
-
-def _clone(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.clone()
-    if isinstance(value, dict):
-        return {k: _clone(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clone(v) for v in value]
-    return value
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread, as a Ray trial on one CPU gets (OMP_NUM_THREADS=1): on a busy
-    2-core machine, two threads per process oversubscribe it and run several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def run(one_thread: None) -> Recorder:
-    with pytest.MonkeyPatch.context() as mp:
-        recorder = Recorder().install(mp)
-        objective.train(DIGITS)
-    return recorder
+def run() -> Recorder:
+    with one_thread():
+        return record(objective.train, DIGITS)
 
 
 def test_reports_every_epoch_with_train_and_validation_metrics(run: Recorder) -> None:
@@ -112,18 +69,6 @@ def test_beats_an_untrained_network_on_validation_map(run: Recorder) -> None:
     )["val/map_all"]
     after = run.metrics[-1]["val/map_all"]
     assert after > before + 0.01, (before, after)
-
-
-def test_resume_continues_from_the_checkpoint(
-    run: Recorder, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    resumed = Recorder(restore=run.states[1]).install(monkeypatch)
-    objective.train(DIGITS)
-    assert [s["epoch"] for s in resumed.states] == [3]  # epoch 3 only
-    # same seed, same batches and views: the resumed epoch 3 is the uninterrupted one
-    for key, value in run.states[2]["model"].items():
-        torch.testing.assert_close(resumed.states[0]["model"][key], value, msg=key)
-    assert resumed.metrics[0]["val/map_all"] == pytest.approx(run.metrics[2]["val/map_all"])
 
 
 def test_build_model_rebuilds_the_checkpointed_network(run: Recorder) -> None:
