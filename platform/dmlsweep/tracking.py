@@ -192,6 +192,9 @@ class MlflowTracking(Callback):
             self.client.log_artifact(self.parent_run_id, str(self.record.space_file), "space")
         else:
             self.client.update_run(self.parent_run_id, status="RUNNING")
+            parent = self.client.get_run(self.parent_run_id)
+            if schema.STATE in parent.data.tags:  # interrupted before: running again
+                self.client.delete_tag(self.parent_run_id, schema.STATE)
             self.client.set_tag(self.parent_run_id, schema.RESUMED, time.strftime("%FT%T"))
         self.experiment_id = experiment_id
         return self.parent_run_id
@@ -347,6 +350,7 @@ class MlflowTracking(Callback):
                 if trial.error_file:
                     batch.error_file = trial.error_file
             batch.status = MLFLOW_STATUS[state]
+            batch.end_time = int(time.time() * 1000)  # the run ends when its trial does
             batch.what.append("its end")
 
     def ranked_trials(self, trials: list[Trial]) -> list[Trial]:
@@ -516,7 +520,9 @@ class MlflowTracking(Callback):
         if batch.status == "RUNNING":  # a resumed trial's run
             self._retrying(self.client.update_run, run_id, "RUNNING", what=what)
         elif batch.status:
-            self._retrying(self.client.set_terminated, run_id, batch.status, what=what)
+            self._retrying(
+                self.client.set_terminated, run_id, batch.status, batch.end_time, what=what
+            )
 
     def _log_part(
         self,
@@ -614,6 +620,7 @@ class _TrialBatch:
     tags: dict[str, str] = field(default_factory=dict)  # the latest value of each
     error_file: str | None = None  # logged under error/
     status: str | None = None  # the run ends with it
+    end_time: int | None = None  # at this time (ms)
     what: list[str] = field(default_factory=list)  # named in a warning if it is not tracked
 
     def add(self, later: _TrialBatch) -> None:
@@ -624,6 +631,7 @@ class _TrialBatch:
         self.tags.update(later.tags)
         self.error_file = later.error_file or self.error_file
         self.status = later.status or self.status
+        self.end_time = later.end_time or self.end_time
         self.what += later.what
 
 

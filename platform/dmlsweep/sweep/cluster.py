@@ -141,6 +141,10 @@ def init_ray(address: str | None, *, env: dict[str, str]) -> None:
         raise DmlsweepError(
             f"cannot connect to Ray at {address or 'a new local instance'}: {exc}"
         ) from exc
+    if not address:  # this driver's own Ray: it goes when the driver goes, however
+        from dmlsweep.sweep.reaper import start_reaper
+
+        start_reaper()
 
 
 __all__ = [

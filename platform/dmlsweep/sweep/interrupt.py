@@ -9,6 +9,7 @@ RUNNING. A second signal exits at once (status 130), as resumable as after a kil
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -18,6 +19,20 @@ from contextlib import contextmanager
 from types import FrameType
 
 _requested = threading.Event()
+
+
+_TUNE_LOGGERS = ("ray.tune.tune", "ray.tune.analysis.experiment_analysis")
+
+
+class _TuneStopMessages(logging.Filter):
+    """Tune's own words on a stop point to its Python API (``Tuner.restore``) and to Ctrl-C
+    semantics that are not the sweep's; the sweep prints its own (``--resume NAME``)."""
+
+    _PHRASES = ("Stop signal received", "Tuner.restore", "Failed to fetch metrics")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (_requested.is_set() and any(p in message for p in self._PHRASES))
 
 
 def requested() -> bool:
@@ -50,9 +65,15 @@ def stop_on_signals(resume_hint: str) -> Iterator[None]:
         os.kill(os.getpid(), signal.SIGUSR1)
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    quiet = _TuneStopMessages()
+    loggers = [logging.getLogger(name) for name in _TUNE_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(quiet)
     try:
         yield
     finally:
+        for logger in loggers:
+            logger.removeFilter(quiet)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if tune_handler is None:

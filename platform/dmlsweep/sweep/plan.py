@@ -489,7 +489,13 @@ def resumed_plan(request: SweepRequest, stored: Mapping[str, Any]) -> SweepPlan:
                 f"--resume {stored['name']}: {flag} {given} contradicts the sweep's plan "
                 f"({flag} {stored_request[key]}); leave the flag out to continue as planned"
             )
+    searched = {param.name for param in space.parameters}
     for key, given in request.extra_settings.items():
+        if key in searched:
+            raise DmlsweepError(
+                f"--resume {stored['name']}: --set {key}: {key} is searched by the sweep's "
+                "space, which a resumed sweep keeps; leave it out to continue as planned"
+            )
         planned = stored["settings"].get(key, "(not set)")
         if key == "max_epochs":
             planned = stored["max_epochs"]
