@@ -24,7 +24,7 @@ from typing import Any
 
 from dmlsweep.errors import DmlsweepError, ResourceError, SpaceError
 from dmlsweep.secrets import mask
-from dmlsweep.spaces import CategoricalParam, SearchSpace, load_space
+from dmlsweep.spaces import CategoricalParam, SearchSpace, load_space, parse_space
 from dmlsweep.strategies import Strategy, resolve_strategy
 
 DEFAULT_NUM_SAMPLES = 20
@@ -183,6 +183,7 @@ class SweepPlan:
             {
                 "name": self.name,
                 "space": self.space_ref,
+                "space_path": str(self.space.path),
                 "space_text": self.space.path.read_text(encoding="utf-8"),
                 "settings": dict(self.settings),
                 "overrides": dict(self.overrides),
@@ -458,16 +459,16 @@ def resumed_plan(request: SweepRequest, stored: Mapping[str, Any]) -> SweepPlan:
     """The plan of the sweep ``request.name`` as stored, for ``--resume``; this invocation's
     URLs, address and runs dir. A flag given now must agree with the stored plan, except
     ``--num-samples``, which may grow: the extra trials become a new segment."""
-    space_ref = stored["space"]
-    # the space as the sweep began, even if its file has changed since
-    space_file = request.runs_dir.resolve() / "plans" / f"{stored['name']}.yaml"
-    space_file.parent.mkdir(parents=True, exist_ok=True)
-    space_file.write_text(stored["space_text"], encoding="utf-8")
+    import yaml
+
     from trainables.registry import OBJECTIVES
 
-    space = dataclasses.replace(
-        load_space(str(space_file), known_objectives=list(OBJECTIVES)),
-        name=load_space_name(space_ref),
+    space_ref = stored["space"]
+    # the space as the sweep began, even if its file has changed since (read, not written)
+    space = parse_space(
+        yaml.safe_load(stored["space_text"]),
+        path=Path(stored["space_path"]),
+        known_objectives=list(OBJECTIVES),
     )
     strategy = stored["strategy"]
     stored_request = {
@@ -536,10 +537,6 @@ def resumed_plan(request: SweepRequest, stored: Mapping[str, Any]) -> SweepPlan:
     if stored.get("strategy") != dataclasses.asdict(plan.strategy):
         plan = dataclasses.replace(plan, strategy=Strategy(**stored["strategy"]))
     return plan
-
-
-def load_space_name(space_ref: str) -> str:
-    return Path(space_ref).stem if space_ref.endswith((".yaml", ".yml")) else space_ref
 
 
 def _differs(given: Any, planned: Any) -> bool:
