@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from trainables.config import check_noise, from_flat
+from trainables.dml.evaluation_metrics import VALIDATION_METRICS
 from trainables.objective import Mode
 from trainables.runtime import RuntimeSettings
 
@@ -46,16 +47,7 @@ class BaselineConfig(RuntimeSettings):
 
 
 CONFIG = BaselineConfig
-# What each epoch reports that a space may optimise (trainables.objective): the validation
-# classes' retrieval metrics, and the training loss.
-METRICS: dict[str, Mode] = {
-    **{f"val/recall_at_{k}": "max" for k in (1, 2, 4, 8)},
-    "val/precision_at_1": "max",
-    "val/r_precision": "max",
-    "val/map_at_r": "max",
-    "val/nmi": "max",
-    "train/loss": "min",
-}
+METRICS: dict[str, Mode] = {**VALIDATION_METRICS, "train/loss": "min"}  # trainables.objective
 
 
 def validate(settings: dict[str, Any]) -> None:
@@ -80,7 +72,7 @@ def train(config: dict[str, Any]) -> None:
     from trainables.dml.evaluation import evaluate_embeddings
     from trainables.dml.losses import make_loss
     from trainables.dml_data import TrainBatches, embed, load_dml_data
-    from trainables.reporting import report_epoch, resume_training, training_state
+    from trainables.reporting import report_training, resume_training
     from trainables.runtime import Runtime, StepClock
 
     cfg = from_flat(BaselineConfig, config)
@@ -144,15 +136,8 @@ def train(config: dict[str, Any]) -> None:
             **{f"val/{k}": v for k, v in val.items()},
             **runtime.report(),
         }
-        report_epoch(
-            metrics,
-            state=training_state(
-                epoch,
-                config=cfg,
-                model=model,
-                optimizer=optimizer,
-                scaler=runtime.precision,
-            ),
+        report_training(
+            metrics, epoch, config=cfg, model=model, optimizer=optimizer, scaler=runtime.precision
         )
 
 

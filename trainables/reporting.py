@@ -88,8 +88,9 @@ def refusing_retries(
 ) -> Callable[[dict[str, Any]], None]:
     """``train_fn`` for Tune, where an error that repeats however often the trial runs
     (:func:`trainables.objective.is_not_retried`) is reported as a last result carrying
-    :data:`NOT_RETRIED_KEY` (the error's type and message) before it is raised: the sweep's
-    stopper ends the trial on it, failed, instead of Tune retrying it. Any other error (a dead
+    :data:`~trainables.objective.NOT_RETRIED_KEY` (the error's type and message) and ``done``
+    before it is raised: Tune ends the trial on it (failed, to the platform) instead of
+    retrying it. Any other error (a dead
     worker or node, an out-of-memory...) is left to Tune's retries."""
     import functools
 
@@ -114,7 +115,8 @@ def _report_not_retried(error: Exception) -> None:
     if _SINK.get() is None:
         from ray import tune
 
-        tune.report({NOT_RETRIED_KEY: f"{type(error).__name__}: {error}"[:5000]})
+        # "done": Tune ends the trial on this result, before the error could be retried
+        tune.report({NOT_RETRIED_KEY: f"{type(error).__name__}: {error}"[:5000], "done": True})
 
 
 def on_cpu(value: Any) -> Any:
@@ -187,6 +189,20 @@ def training_state(
         **{key: part.state_dict() for key, part in parts.items()},
         "config": dataclasses.asdict(config),
     }
+
+
+def report_training(
+    metrics: dict[str, Any],
+    epoch: int,
+    *,
+    config: Any,
+    model: Stateful,
+    optimizer: torch.optim.Optimizer,
+    **parts: Stateful,
+) -> None:
+    """:func:`report_epoch` with the checkpoint of a training epoch (:func:`training_state`)."""
+    state = training_state(epoch, config=config, model=model, optimizer=optimizer, **parts)
+    report_epoch(metrics, state=state)
 
 
 def restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:

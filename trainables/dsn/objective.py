@@ -44,6 +44,7 @@ from trainables.dsn.loss import PHOTO, DSNLoss
 from trainables.objective import Mode
 from trainables.runtime import RuntimeSettings, epoch_generator
 from trainables.sbir.data import load_sbir_data, num_train_classes, sbir_settings
+from trainables.sbir.metric_names import SBIR_VALIDATION_METRICS
 from trainables.sbir.network import SBIRNet, build_sbir_net, resolve_backbone
 
 __all__ = [
@@ -124,15 +125,7 @@ class DSNConfig(RuntimeSettings):
 
 
 CONFIG = DSNConfig
-# What each epoch reports that a space may optimise (trainables.objective): the validation
-# classes' sketch -> photo retrieval metrics, and the training loss.
-METRICS: dict[str, Mode] = {
-    **{
-        f"val/{name}": "max"
-        for name in ("map_all", "map_all_per_class", "prec_100", "map_100", "prec_200", "map_200")
-    },
-    "train/loss": "min",
-}
+METRICS: dict[str, Mode] = {**SBIR_VALIDATION_METRICS, "train/loss": "min"}  # trainables.objective
 
 
 def validate(settings: dict[str, Any]) -> None:
@@ -184,7 +177,7 @@ def build_teacher(weights: str) -> nn.Module:
 
 def train(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: trains, validates and checkpoints once per epoch."""
-    from trainables.reporting import report_epoch, resume_training, training_state
+    from trainables.reporting import report_training, resume_training
     from trainables.runtime import Runtime, StepClock
     from trainables.sbir.evaluation import metric_conventions, retrieval_metrics
 
@@ -290,16 +283,14 @@ def train(config: dict[str, Any]) -> None:
             **val,
             **runtime.report(),
         }
-        report_epoch(
+        report_training(
             metrics,
-            state=training_state(
-                epoch,
-                config=cfg,
-                model=model,
-                optimizer=optimizer,
-                scaler=runtime.precision,
-                bank=loss_fn.bank,
-            ),
+            epoch,
+            config=cfg,
+            model=model,
+            optimizer=optimizer,
+            scaler=runtime.precision,
+            bank=loss_fn.bank,
         )
 
 

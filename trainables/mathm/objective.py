@@ -39,6 +39,7 @@ from trainables.mathm.weighting import MATHMTripletLoss
 from trainables.objective import Mode
 from trainables.runtime import RuntimeSettings, epoch_generator
 from trainables.sbir.data import load_sbir_data, num_train_classes, sbir_settings
+from trainables.sbir.metric_names import SBIR_VALIDATION_METRICS
 from trainables.sbir.network import SBIRNet, build_sbir_net, resolve_backbone
 
 __all__ = [
@@ -110,15 +111,7 @@ class MATHMConfig(RuntimeSettings):
 
 
 CONFIG = MATHMConfig
-# What each epoch reports that a space may optimise (trainables.objective): the validation
-# classes' sketch -> photo retrieval metrics, and the training loss.
-METRICS: dict[str, Mode] = {
-    **{
-        f"val/{name}": "max"
-        for name in ("map_all", "map_all_per_class", "prec_100", "map_100", "prec_200", "map_200")
-    },
-    "train/loss": "min",
-}
+METRICS: dict[str, Mode] = {**SBIR_VALIDATION_METRICS, "train/loss": "min"}  # trainables.objective
 
 
 def validate(settings: dict[str, Any]) -> None:
@@ -186,7 +179,7 @@ def _optimizer(model: SBIRNet, cfg: MATHMConfig) -> torch.optim.Optimizer:
 def train(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: trains, validates and checkpoints once per epoch."""
     from trainables.dml.data.samplers import PKModalitySampler
-    from trainables.reporting import report_epoch, resume_training, training_state
+    from trainables.reporting import report_training, resume_training
     from trainables.runtime import Runtime, StepClock
     from trainables.sbir.evaluation import metric_conventions, retrieval_metrics
 
@@ -272,15 +265,8 @@ def train(config: dict[str, Any]) -> None:
             **val,
             **runtime.report(),
         }
-        report_epoch(
-            metrics,
-            state=training_state(
-                epoch,
-                config=cfg,
-                model=model,
-                optimizer=optimizer,
-                scaler=runtime.precision,
-            ),
+        report_training(
+            metrics, epoch, config=cfg, model=model, optimizer=optimizer, scaler=runtime.precision
         )
 
 

@@ -17,8 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ray.tune import Stopper
-
 from dmlsweep import schema
 from dmlsweep.databases import open_optuna_storage, prepare_sqlite_tracking
 from dmlsweep.errors import DmlsweepError
@@ -270,7 +268,6 @@ def _new_tuner(
             name=segment.experiment,
             **storage,
             verbose=0,
-            stop=NotRetriedStopper(),
             callbacks=[tracking, progress, *tune_loggers()],
             # PBT restarts a trial from another's checkpoint, which must outlive the
             # owner's next few epochs; otherwise only the latest one is ever read.
@@ -293,19 +290,6 @@ def _restored_tuner(plan: SweepPlan, path: str, storage: dict[str, Any]) -> Any:
         restart_errored=False,
         storage_filesystem=storage.get("storage_filesystem"),
     )
-
-
-class NotRetriedStopper(Stopper):
-    """Ends a trial on the report of an error that a retry would only repeat
-    (:func:`trainables.reporting.refusing_retries`), before Tune retries it."""
-
-    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        from trainables.objective import NOT_RETRIED_KEY
-
-        return NOT_RETRIED_KEY in result
-
-    def stop_all(self) -> bool:
-        return False
 
 
 def trial_config(trial: optuna.Trial, *, space: Any, constants: dict[str, Any]) -> dict[str, Any]:
@@ -395,4 +379,4 @@ def _git_commit() -> str:
         return "unknown"
 
 
-__all__ = ["NotRetriedStopper", "run_sweep", "trial_config"]
+__all__ = ["run_sweep", "trial_config"]
