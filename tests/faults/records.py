@@ -26,6 +26,7 @@ from mlflow.tracking import MlflowClient
 
 MLFLOW_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 LOST_TAG = "dmlsweep.lost"
+NOT_RETRIED = "dmlsweep/not_retried"  # a result reporting an error a retry would repeat
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,12 @@ class TuneTrial:
 
     @property
     def epochs(self) -> list[int]:
-        return [int(r["training_iteration"]) for r in self.results]
+        return [int(r["training_iteration"]) for r in self.results if NOT_RETRIED not in r]
+
+    @property
+    def not_retried(self) -> str | None:
+        """The error of a trial that ended on a failure not retried (its last result says)."""
+        return self.results[-1].get(NOT_RETRIED) if self.results else None
 
     def restored_rows(self) -> list[dict[str, Any]]:
         """Rows reported first after a restore from a checkpoint (not from scratch): the
@@ -54,7 +60,7 @@ class TuneTrial:
         ]
 
     def state(self, *, max_epochs: int) -> str:
-        if self.status == "ERROR":
+        if self.status == "ERROR" or self.not_retried:
             return "FAIL"
         assert self.status == "TERMINATED", f"trial {self.trial_id} ended {self.status}"
         last = self.results[-1]["training_iteration"] if self.results else 0

@@ -40,7 +40,7 @@ def test_mask_hides_url_passwords_only(text: str, masked: str) -> None:
 
 def _python_sources() -> list[Path]:
     files = [p for d in SOURCE_DIRS for p in sorted((REPO_ROOT / d).rglob("*.py"))]
-    assert len(files) > 50 and any(p.name == "runner.py" for p in files)
+    assert len(files) > 50 and any(p.name == "plan.py" for p in files)
     return files
 
 

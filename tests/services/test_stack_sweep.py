@@ -66,7 +66,7 @@ def test_trials_are_child_runs_in_postgres(
     parent_tags = _tags(service_stack, parent_id)
     assert parent_tags["optuna.study_name"] == stack_sweep.name
     assert parent_tags["dmlsweep.best_run_id"] in {c[0] for c in children}
-    assert _params(service_stack, parent_id)["sweep/num_samples"] == str(stack_sweep.num_samples)
+    assert parent_tags["sweep/num_samples"] == str(stack_sweep.num_samples)  # a tag: it grows
     for run_id, name, status, child_experiment in children:
         tags = _tags(service_stack, run_id)
         assert child_experiment == experiment_id

@@ -17,25 +17,33 @@ Example::
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 import time
 
+READY_SECONDS = 30.0  # how long the driver waits for the reaper's first look
 INTERVAL = 0.5  # seconds between looks at the driver's process tree
 GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 
 
 def start_reaper() -> subprocess.Popen[bytes]:
     """Start the reaper of this process's local Ray (a process in a session of its own, so
-    a Ctrl-C to the terminal's process group reaches the driver, not the reaper)."""
-    return subprocess.Popen(
+    a Ctrl-C to the terminal's process group reaches the driver, not the reaper). Returns once
+    the reaper has noted the driver's Ray (or after ``READY_SECONDS``)."""
+    reaper = subprocess.Popen(
         [sys.executable, "-m", "dmlsweep.sweep.reaper", str(os.getpid())],
         start_new_session=True,
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
+    assert reaper.stdout is not None
+    ready, _, _ = select.select([reaper.stdout], [], [], READY_SECONDS)
+    if ready:
+        reaper.stdout.read(1)  # its first look is taken: a kill from now on is covered
+    return reaper
 
 
 def reap(driver_pid: int) -> list[int]:
@@ -48,6 +56,7 @@ def reap(driver_pid: int) -> list[int]:
         return []
     me = os.getpid()
     known: dict[int, psutil.Process] = {}
+    told = False
     while True:
         try:
             if not driver.is_running() or driver.status() == psutil.STATUS_ZOMBIE:
@@ -57,6 +66,10 @@ def reap(driver_pid: int) -> list[int]:
                     known.setdefault(process.pid, process)
         except psutil.NoSuchProcess:
             break
+        if not told:  # the driver waits for this
+            told = True
+            sys.stdout.write("r")
+            sys.stdout.flush()
         time.sleep(INTERVAL)
     # is_running() compares start times: a pid reused since is not ours
     left = [p for p in known.values() if p.is_running()]
