@@ -132,14 +132,11 @@ def validate(settings: dict[str, Any]) -> None:
     """Before any trial (trainables.objective): the config's values, a real benchmark on disk
     in the SAKE layout, the weights files."""
     from trainables.dml.backbones.weights import check_weights
-    from trainables.sbir.data import check_sbir_data
+    from trainables.sbir.data import check_sbir_inputs
 
     cfg = from_flat(DSNConfig, settings)
-    check_sbir_data(sbir_settings(cfg))
-    if cfg.pretrained:
-        check_weights("pretrained", cfg.pretrained, arch="resnet50")
-    if cfg.kd_teacher:
-        check_weights("kd_teacher", cfg.kd_teacher, arch="resnet50")
+    check_sbir_inputs(cfg)
+    check_weights("kd_teacher", cfg.kd_teacher, arch="resnet50")
 
 
 def _network(cfg: DSNConfig, *, load_weights: bool) -> SBIRNet:

@@ -117,13 +117,9 @@ METRICS: dict[str, Mode] = {**SBIR_VALIDATION_METRICS, "train/loss": "min"}  # t
 def validate(settings: dict[str, Any]) -> None:
     """Before any trial (trainables.objective): the config's values, a real benchmark on disk
     in the SAKE layout, the weights files."""
-    from trainables.dml.backbones.weights import check_weights
-    from trainables.sbir.data import check_sbir_data
+    from trainables.sbir.data import check_sbir_inputs
 
-    cfg = from_flat(MATHMConfig, settings)
-    check_sbir_data(sbir_settings(cfg))
-    if cfg.pretrained:
-        check_weights("pretrained", cfg.pretrained, arch="resnet50")
+    check_sbir_inputs(from_flat(MATHMConfig, settings))
 
 
 def lr_factor(epoch: int, *, warmup_epochs: int, max_epochs: int) -> float:

@@ -199,6 +199,16 @@ def check_sbir_data(settings: SBIRSettings) -> None:
         )
 
 
+def check_sbir_inputs(config: Any) -> None:
+    """What both SBIR objectives' ``validate`` checks of their config (a dataclass with the
+    :class:`SBIRSettings` fields and ``pretrained``): the benchmark on disk, the backbone's
+    weights file."""
+    from trainables.dml.backbones.weights import check_weights
+
+    check_sbir_data(sbir_settings(config))
+    check_weights("pretrained", config.pretrained, arch="resnet50")
+
+
 def _read(settings: SBIRSettings, root: Path | str, parts: Sequence[str]) -> SakeLists:
     if settings.dataset == "sketchy":
         return read_sketchy(root, split=settings.sketchy_split, parts=parts)

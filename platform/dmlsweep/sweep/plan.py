@@ -514,7 +514,7 @@ def resumed_plan(request: SweepRequest, stored: Mapping[str, Any]) -> SweepPlan:
                 f"sweep's {num_samples} trials; a sweep can be extended, not shortened"
             )
         if request.num_samples > num_samples:
-            if not strategy["scheduler"] != "pbt":
+            if strategy["scheduler"] == "pbt":
                 raise DmlsweepError(
                     f"--resume {stored['name']}: --num-samples cannot extend a population-"
                     "based training sweep (its population is fixed when it starts)"

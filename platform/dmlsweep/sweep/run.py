@@ -36,10 +36,10 @@ def run_sweep(plan: SweepPlan) -> outcome.SweepOutcome:
     read back, and nothing is written."""
     storage = cluster.tune_storage(plan.runs_dir)
     paths = [cluster.experiment_path(storage, s.experiment) for s in plan.segments]
+    # Tune's saved state of each segment: finished, unfinished, or never started (None)
+    done = [_finished(path, storage) for path in paths] if plan.resume else [None] * len(paths)
     if plan.resume:
-        done = [_finished(path, storage) for path in paths]
-        first_new = next((i for i, s in enumerate(plan.segments) if done[i] is None), None)
-        if first_new is not None and first_new == 0:
+        if done[0] is None:
             raise DmlsweepError(
                 f"sweep {plan.name!r} has no Ray Tune experiment state at {paths[0]} (was it "
                 "started with another --runs-dir or bucket?); it cannot be resumed"
@@ -94,7 +94,7 @@ def run_sweep(plan: SweepPlan) -> outcome.SweepOutcome:
     resume_hint = f"continue with: python sweeps/launch.py --resume {plan.name}"
     with interrupt.stop_on_signals(resume_hint), tune_environment():
         for index, (segment, path) in enumerate(zip(plan.segments, paths, strict=True)):
-            state = _finished(path, storage) if plan.resume else None
+            state = done[index]
             if state:  # a finished segment: read, not run
                 results += _results(path, storage)
                 continue
