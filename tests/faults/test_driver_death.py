@@ -32,8 +32,10 @@ NAME = "driver-death"
 NUM_SAMPLES = 4  # three trial ends to catch the moment at
 MAX_EPOCHS = 3
 # Long epochs keep the race window open: Tune saves its state at each trial's checkpoint, so
-# the state lags a trial's end until the other running trial's next epoch.
-SECONDS_PER_EPOCH = 1.0
+# the state lags a trial's end until the other running trial's next epoch. They also outlast
+# a second trial actor's start on a busy 2-core machine (3-4 s, importing torch): with shorter
+# trials the first actor, reused, runs every trial in turn and no trial is ever caught mid-way.
+SECONDS_PER_EPOCH = 2.0
 
 
 def saved_trials(runs_dir: Path) -> dict[str, tuple[str, int]]:
