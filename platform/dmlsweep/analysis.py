@@ -54,7 +54,7 @@ from optuna.importance import (
 )
 from optuna.trial import FrozenTrial, TrialState
 
-from dmlsweep.secrets import mask
+from dmlsweep.secrets import redact
 
 __all__ = ["ARTIFACT_DIR", "dashboard_command", "log_study_analysis", "plotting_modules"]
 
@@ -66,7 +66,7 @@ _METRIC_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. :/]")  # what MLflow refuses in a 
 
 def dashboard_command(storage_url: str) -> str:
     """The shell command that opens the sweep's study in optuna-dashboard (password masked)."""
-    return f"optuna-dashboard {shlex.quote(mask(storage_url))}"
+    return f"optuna-dashboard {shlex.quote(redact(storage_url))}"
 
 
 def log_study_analysis(

@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="how many of the best configurations --reproductions re-trains (default 1)",
     )
     p.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="SECONDS",
+        help="stop the sweep after this long, as Ctrl-C does (resumable with --resume); exit 0",
+    )
+    p.add_argument(
         "--runs-dir",
         type=Path,
         default=Path("dmlsweep-runs"),
@@ -160,6 +166,9 @@ def run() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from dmlsweep.secrets import redact_console
+
+    redact_console()  # every line printed from here on, whoever prints it
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
@@ -213,6 +222,7 @@ def _run(args: argparse.Namespace) -> int:
         resume=resume,
         reproductions=args.reproductions,
         reproduce_top=args.reproduce_top,
+        time_budget=args.time_budget,
     )
     plan = plan_sweep(request)  # every check that needs no Ray: exit 2 before anything starts
     if args.dry_run:
@@ -228,7 +238,7 @@ def _run(args: argparse.Namespace) -> int:
 
     outcome = run_sweep(plan)
     if outcome.interrupted:
-        return 130
+        return 0 if outcome.budget_spent else 130
     print_outcome(outcome)
     return 0 if any(r["state"] == "COMPLETE" for r in outcome.trials) else 1
 

@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 from dmlsweep import schema
 from dmlsweep.errors import DmlsweepError
-from dmlsweep.secrets import mask
+from dmlsweep.names import filter_value
+from dmlsweep.secrets import redact
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -230,7 +231,7 @@ def _children(client: MlflowClient, parent: Run) -> list[Run]:
     return _search_runs(
         client,
         [parent.info.experiment_id],
-        f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+        f"tags.`mlflow.parentRunId` = {filter_value(parent.info.run_id)}",
     )
 
 
@@ -638,15 +639,15 @@ def compare(
         raise DmlsweepError(f"sweep given more than once: {', '.join(duplicates)}")
     if tracking_uri.startswith(_SQLITE) and not Path(tracking_uri[len(_SQLITE) :]).is_file():
         # MLflow would create an empty store there instead.
-        raise DmlsweepError(f"no MLflow store at {mask(tracking_uri)}")
+        raise DmlsweepError(f"no MLflow store at {redact(tracking_uri)}")
     client = MlflowClient(tracking_uri)
     try:
         summaries = [load_sweep(client, ref) for ref in refs]
     except DmlsweepError as exc:
-        raise DmlsweepError(f"{exc}; tracking store {mask(tracking_uri)}") from exc
+        raise DmlsweepError(f"{exc}; tracking store {redact(tracking_uri)}") from exc
     except Exception as exc:
         raise DmlsweepError(
-            f"cannot read the MLflow store {mask(tracking_uri)}: {mask(str(exc))}"
+            f"cannot read the MLflow store {redact(tracking_uri)}: {redact(str(exc))}"
         ) from exc
     ids = [s.run_id for s in summaries]
     if len(set(ids)) < len(ids):
@@ -660,7 +661,7 @@ def compare(
             raise
         except Exception as exc:
             raise DmlsweepError(
-                f"cannot log the comparison to {mask(tracking_uri)}: {mask(str(exc))}"
+                f"cannot log the comparison to {redact(tracking_uri)}: {redact(str(exc))}"
             ) from exc
     return report, run_id
 
@@ -688,6 +689,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from dmlsweep.secrets import redact_console
+
+    redact_console()
     args = build_parser().parse_args(argv)
     try:
         report, run_id = compare(
@@ -697,7 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log_to_mlflow=args.log_to_mlflow,
         )
     except DmlsweepError as exc:
-        print(f"dmlsweep: error: {mask(str(exc))}", file=sys.stderr)
+        print(f"dmlsweep: error: {redact(str(exc))}", file=sys.stderr)
         return 2
     print(f"report: {report}")
     if run_id is not None:

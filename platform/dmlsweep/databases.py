@@ -13,12 +13,59 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dmlsweep.errors import DmlsweepError
-from dmlsweep.secrets import mask
+from dmlsweep.secrets import redact
 
 if TYPE_CHECKING:
     from dmlsweep.optuna_storage import SoleWriterStorage
 
 _SQLITE = "sqlite:///"
+
+# SQLAlchemy's drivers of each database, and the module each imports
+_DRIVERS = {
+    "postgresql": {"psycopg2": "psycopg2", "psycopg": "psycopg", "pg8000": "pg8000"},
+    "mysql": {"pymysql": "pymysql", "mysqldb": "MySQLdb", "mysqlconnector": "mysql.connector"},
+}
+
+
+def check_database_url(url: str, *, flag: str) -> None:
+    """Refuse, before anything starts, a database URL that SQLAlchemy cannot open: not a URL,
+    an unknown database, or a driver that is not installed (naming the installed ones)."""
+    import importlib.util
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DmlsweepError(
+            f"{flag} {redact(url)!r} is not a database URL (for example "
+            "postgresql+psycopg2://user@host:5432/db or sqlite:////abs/path.db)"
+        ) from None
+    try:
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        raise DmlsweepError(
+            f"{flag} {redact(url)}: SQLAlchemy knows no database {parsed.drivername!r}"
+        ) from None
+    try:
+        dialect.import_dbapi()
+    except ImportError:
+        backend = parsed.get_backend_name()
+        installed = [
+            f"{backend}+{driver}://"
+            for driver, module in _DRIVERS.get(backend, {}).items()
+            if importlib.util.find_spec(module.split(".")[0]) is not None
+        ]
+        hint = (
+            f"name an installed one in the URL: {', '.join(installed)}"
+            if installed
+            else "install one, or name another in the URL"
+        )
+        raise DmlsweepError(
+            f"{flag} {redact(url)}: the {backend} driver {parsed.get_driver_name()!r} "
+            f"(SQLAlchemy's default for {parsed.drivername}://) is not installed; {hint}"
+        ) from None
 
 
 def open_optuna_storage(url: str) -> SoleWriterStorage:
@@ -31,7 +78,7 @@ def open_optuna_storage(url: str) -> SoleWriterStorage:
     try:
         storage = MaskedRDBStorage(url)
     except Exception as exc:
-        raise DmlsweepError(f"cannot open the Optuna storage {mask(url)}: {exc}") from exc
+        raise DmlsweepError(f"cannot open the Optuna storage {redact(url)}: {exc}") from exc
     if url.startswith(_SQLITE):
 
         @event.listens_for(storage.engine, "connect")

@@ -18,7 +18,8 @@ import yaml
 
 from dmlsweep import schema
 from dmlsweep.errors import DmlsweepError
-from dmlsweep.secrets import mask
+from dmlsweep.names import filter_value
+from dmlsweep.secrets import redact
 
 
 def evaluate_run(run_id: str, *, tracking_uri: str) -> dict[str, float]:
@@ -34,7 +35,7 @@ def evaluate_run(run_id: str, *, tracking_uri: str) -> dict[str, float]:
     try:
         run = client.get_run(run_id)
     except Exception as exc:
-        raise DmlsweepError(f"no MLflow run {run_id} at {mask(tracking_uri)}: {exc}") from exc
+        raise DmlsweepError(f"no MLflow run {run_id} at {redact(tracking_uri)}: {exc}") from exc
     objective_name = run.data.tags.get(schema.OBJECTIVE)
     if not objective_name:
         raise DmlsweepError(f"run {run_id} is not a dmlsweep trial (no dmlsweep.objective tag)")
@@ -47,7 +48,7 @@ def evaluate_run(run_id: str, *, tracking_uri: str) -> dict[str, float]:
     }
     models = client.search_logged_models(
         experiment_ids=[run.info.experiment_id],
-        filter_string=f"source_run_id = '{run_id}'",
+        filter_string=f"source_run_id = {filter_value(run_id)}",
     )
     if not models:
         raise DmlsweepError(f"run {run_id} has no logged model (only the best trials get one)")
@@ -58,6 +59,9 @@ def evaluate_run(run_id: str, *, tracking_uri: str) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from dmlsweep.secrets import redact_console
+
+    redact_console()
     parser = argparse.ArgumentParser(prog="python -m dmlsweep.evaluate", description=__doc__)
     parser.add_argument("run_id")
     parser.add_argument("--tracking-uri", default="sqlite:///dmlsweep-runs/mlflow.db")

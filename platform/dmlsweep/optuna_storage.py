@@ -25,32 +25,37 @@ if TYPE_CHECKING:
     from optuna.study._frozen import FrozenStudy
 
 from dmlsweep.errors import DmlsweepError
-from dmlsweep.secrets import mask
+from dmlsweep.secrets import redact
 
 # masked URL -> URL, for the storages this process opened
 _URLS: dict[str, str] = {}
 
 
 class MaskedRDBStorage(optuna.storages.RDBStorage):
-    """``RDBStorage`` whose pickled state holds ``mask(url)`` instead of the URL."""
+    """``RDBStorage`` whose pickled state holds ``redact(url)`` instead of the URL."""
 
     def __init__(self, url: str, **kwargs: Any) -> None:
-        _URLS[mask(url)] = url
+        _URLS[redact(url)] = url
         super().__init__(url, **kwargs)
 
     def __getstate__(self) -> dict[Any, Any]:
         state = super().__getstate__()
-        state["url"] = mask(self.url)
+        state["url"] = redact(self.url)
         return state
 
     def __setstate__(self, state: dict[Any, Any]) -> None:
         masked = state["url"]
-        if masked not in _URLS:
+        url = _URLS.get(masked)
+        if url is None and len(set(_URLS.values())) == 1:
+            # the one storage of this (resumed) driver: the runs dir was moved or copied since
+            # the state was saved, or the database moved with --storage
+            url = next(iter(_URLS.values()))
+        if url is None:
             raise DmlsweepError(
                 f"the Optuna storage {masked} was not opened in this process: pass it again "
                 "with --storage or DMLSWEEP_OPTUNA_STORAGE"
             )
-        super().__setstate__({**state, "url": _URLS[masked]})
+        super().__setstate__({**state, "url": url})
 
 
 class SoleWriterStorage(optuna.storages.BaseStorage):

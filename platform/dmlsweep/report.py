@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dmlsweep.progress import summary_table
-from dmlsweep.secrets import mask
+from dmlsweep.secrets import redact
 from dmlsweep.sweep import SweepOutcome
 
 
@@ -24,8 +24,8 @@ def print_outcome(outcome: SweepOutcome, *, top: int = 10) -> None:
         print(f"\nbest configuration: {outcome.best_config}")
     print(f"\nMLflow: experiment {outcome.experiment!r}, parent run {outcome.parent_run_id}")
     if outcome.tracking_uri.startswith(("http://", "https://")):
-        print(f"  open {mask(outcome.tracking_uri)}")
+        print(f"  open {redact(outcome.tracking_uri)}")
     else:
-        print(f"  open the UI with: mlflow ui --backend-store-uri {mask(outcome.tracking_uri)}")
+        print(f"  open the UI with: mlflow ui --backend-store-uri {redact(outcome.tracking_uri)}")
     if outcome.study_name is not None and outcome.storage is not None:
-        print(f"Optuna study {outcome.study_name!r} in {mask(outcome.storage)}")
+        print(f"Optuna study {outcome.study_name!r} in {redact(outcome.storage)}")

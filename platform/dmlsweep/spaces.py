@@ -44,6 +44,8 @@ __all__ = [
     "parse_space",
     "find_space",
     "list_spaces",
+    "read_space_file",
+    "parse_space_text",
     "SPACES_DIR",
 ]
 
@@ -68,6 +70,8 @@ _PARAM_KEYS = {
     "categorical": _COMMON_PARAM_KEYS | {"choices"},
 }
 _CHOICE_TYPES = (bool, int, float, str, type(None))
+MAX_SPACE_BYTES = 64 * 1024  # a space file past this is refused unread
+MAX_SPACE_NODES = 10_000  # YAML values in a space file, aliases expanded
 
 
 @dataclass(frozen=True)
@@ -217,11 +221,91 @@ def find_space(name_or_path: str, directory: Path = SPACES_DIR) -> Path:
 
 def load_space(name_or_path: str, *, known_objectives: Sequence[str] | None = None) -> SearchSpace:
     path = find_space(name_or_path)
+    return parse_space(read_space_file(path), path=path, known_objectives=known_objectives)
+
+
+def read_space_file(path: Path) -> Any:
+    """The YAML document of a space file, read strictly and at a cost bounded by
+    :data:`MAX_SPACE_BYTES`: UTF-8 only, no duplicate key, aliases expanding to at most
+    :data:`MAX_SPACE_NODES` nodes (a "billion laughs" file is refused, not expanded)."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        with path.open("rb") as file:
+            data = file.read(MAX_SPACE_BYTES + 1)
+    except OSError as exc:
+        raise SpaceError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
+    if len(data) > MAX_SPACE_BYTES:
+        raise SpaceError(
+            f"{path}: larger than {MAX_SPACE_BYTES // 1024} KiB, the most a space file may be"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpaceError(
+            f"{path}: not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x})"
+        ) from None
+    return parse_space_text(text, path=path)
+
+
+def parse_space_text(text: str, *, path: Path) -> Any:
+    """The YAML document ``text`` of the space file ``path``, parsed by :class:`_StrictLoader`."""
+    loader = _StrictLoader(text)
+    try:
+        return loader.get_single_data()
     except yaml.YAMLError as exc:
         raise SpaceError(f"{path}: not valid YAML: {exc}") from exc
-    return parse_space(raw, path=path, known_objectives=known_objectives)
+    finally:
+        loader.dispose()
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a duplicate key and an alias expansion past the bound."""
+
+    def get_single_node(self) -> Any:
+        node = super().get_single_node()
+        if node is not None:
+            _check_expanded_size(node)
+        return node
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the mapping's own error says so
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (a later one would silently win)",
+                    key_node.start_mark,
+                )  # fmt: skip
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_expanded_size(root: Any) -> None:
+    """The node count of ``root`` with every alias expanded, counted without expanding."""
+    sizes: dict[int, int] = {}
+
+    def size(node: Any, depth: int) -> int:
+        if depth > 100:
+            raise yaml.YAMLError(f"nested deeper than 100 levels (line {node.start_mark.line + 1})")
+        if id(node) in sizes:
+            return sizes[id(node)]
+        children: list[Any] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        total = 1 + sum(size(child, depth + 1) for child in children)
+        if total > MAX_SPACE_NODES:
+            raise yaml.YAMLError(
+                f"expands to more than {MAX_SPACE_NODES} values (aliases reused too often)"
+            )
+        sizes[id(node)] = total
+        return total
+
+    size(root, 0)
 
 
 def parse_space(
@@ -244,6 +328,10 @@ def parse_space(
             raise fail(key, "missing (required)")
 
     objective = raw["objective"]
+    if not isinstance(objective, str):
+        raise fail("objective", f"must be an objective's name, got {objective!r}")
+    if not isinstance(raw.get("description") or "", str):
+        raise fail("description", "must be text")
     if known_objectives is not None and objective not in known_objectives:
         raise fail(
             "objective", f"unknown objective {objective!r}; known: {sorted(known_objectives)}"
@@ -256,6 +344,14 @@ def parse_space(
         if not isinstance(raw.get(key) or {}, dict):
             raise fail(key, "must be a mapping")
     settings = dict(raw.get("settings") or {})
+    for key, value in settings.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise fail(f"settings.{key}", "a setting's name must be an identifier")
+        if not _is_setting_value(value):
+            raise fail(
+                f"settings.{key}",
+                f"must be a number, string, boolean, null or a list of them, got {value!r}",
+            )
 
     params_raw = raw["parameters"]
     if not isinstance(params_raw, dict) or not params_raw:
@@ -266,6 +362,8 @@ def parse_space(
 
     params: list[Param] = []
     for name, spec in params_raw.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise fail(f"parameters.{name}", "a parameter's name must be an identifier")
         params.append(_parse_param(str(name), spec, declared=[p.name for p in params], fail=fail))
 
     return SearchSpace(
@@ -367,5 +465,14 @@ def _parse_when(
                 f"condition on unknown parameter {other!r}; it must be a parameter declared "
                 f"above this one (declared so far: {declared or 'none'})",
             )
-        when[str(other)] = tuple(allowed) if isinstance(allowed, list) else (allowed,)
+        values = tuple(allowed) if isinstance(allowed, list) else (allowed,)
+        if not values or not all(isinstance(v, _CHOICE_TYPES) for v in values):
+            raise fail(f"{key}.when.{other}", "must be a value or a non-empty list of values")
+        when[str(other)] = values
     return when
+
+
+def _is_setting_value(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(isinstance(v, _CHOICE_TYPES) for v in value)
+    return isinstance(value, _CHOICE_TYPES)

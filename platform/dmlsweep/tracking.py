@@ -51,8 +51,9 @@ from ray.tune.experiment import Trial
 
 from dmlsweep import schema
 from dmlsweep.errors import DmlsweepError
+from dmlsweep.names import filter_value
 from dmlsweep.optuna_search import final_state
-from dmlsweep.secrets import mask
+from dmlsweep.secrets import redact
 from dmlsweep.sweep import interrupt
 from trainables.objective import NOT_RETRIED_KEY
 
@@ -439,9 +440,10 @@ class MlflowTracking(Callback):
         self._pool.shutdown(wait=True)
 
     def _child_runs(self, *, status: str | None = None) -> list[Any]:
-        query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.parent_run_id}'"
+        assert self.parent_run_id is not None  # start_parent ran
+        query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = {filter_value(self.parent_run_id)}"
         if status is not None:
-            query += f" and attributes.status = '{status}'"
+            query += f" and attributes.status = {filter_value(status)}"
         return list(
             self.client.search_runs([self.experiment_id], filter_string=query, max_results=50000)
         )
@@ -573,7 +575,7 @@ class MlflowTracking(Callback):
 
     def _name_untracked(self, what: str, reason: Exception | str) -> None:
         self.untracked.append(what)
-        logger.warning("not tracked in MLflow: %s (%s)", what, mask(str(reason)))
+        logger.warning("not tracked in MLflow: %s (%s)", what, redact(str(reason)))
 
     def _retrying(
         self,
@@ -603,7 +605,7 @@ class MlflowTracking(Callback):
                 logger.info(
                     "MLflow call for %s failed (%s); retrying in %.1f s",
                     what,
-                    mask(str(exc)),
+                    redact(str(exc)),
                     delay,
                 )
                 time.sleep(delay)
@@ -699,7 +701,7 @@ def _check_reachable(tracking_uri: str) -> None:
         if isinstance(exc, urllib.error.HTTPError) and exc.code in (401, 403):
             return  # reachable; the credentials are checked by the first real call
         raise DmlsweepError(
-            f"cannot reach the MLflow tracking server {mask(tracking_uri)}: {exc}"
+            f"cannot reach the MLflow tracking server {redact(tracking_uri)}: {exc}"
         ) from exc
 
 
@@ -710,7 +712,9 @@ def _sweep_runs(client: MlflowClient, name: str) -> list[Any]:
     return list(
         client.search_runs(
             experiments,
-            filter_string=f"tags.`dmlsweep.role` = 'sweep' and attributes.run_name = '{name}'",
+            filter_string=(
+                f"tags.`dmlsweep.role` = 'sweep' and attributes.run_name = {filter_value(name)}"
+            ),
             max_results=10,
         )
     )
@@ -719,7 +723,7 @@ def _sweep_runs(client: MlflowClient, name: str) -> list[Any]:
 def trial_runs(tracking_uri: str, parent: Any) -> dict[str, str]:
     """Trial id -> MLflow run id of the sweep whose parent run is ``parent``."""
     client = MlflowClient(tracking_uri)
-    query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent.info.run_id}'"
+    query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = {filter_value(parent.info.run_id)}"
     runs = client.search_runs([parent.info.experiment_id], filter_string=query, max_results=50000)
     return {
         run.data.tags[schema.TRIAL_ID]: run.info.run_id
@@ -734,7 +738,7 @@ def find_sweep_run(tracking_uri: str, name: str) -> Any:
     runs = _sweep_runs(MlflowClient(tracking_uri), name)
     if not runs:
         raise DmlsweepError(
-            f"no sweep named {name!r} to resume in the MLflow tracking store {mask(tracking_uri)}"
+            f"no sweep named {name!r} to resume in the MLflow tracking store {redact(tracking_uri)}"
         )
     if len(runs) > 1:
         raise DmlsweepError(

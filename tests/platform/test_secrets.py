@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from support import REPO_ROOT
 
-from dmlsweep.secrets import mask
+from dmlsweep.secrets import redact
 
 SOURCE_DIRS = ("platform", "trainables", "sweeps", "benchmarks")
 UNSAFE_YAML = {
@@ -35,7 +35,7 @@ UNSAFE_YAML = {
     ],
 )  # fmt: skip
 def test_mask_hides_url_passwords_only(text: str, masked: str) -> None:
-    assert mask(text) == masked
+    assert redact(text) == masked
 
 
 def _python_sources() -> list[Path]:

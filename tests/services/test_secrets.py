@@ -19,7 +19,7 @@ from mlflow.entities import ViewType
 from services.stack import ServiceStack, start_mlflow_with_auth, stop_mlflow
 from support import run_cli
 
-from dmlsweep.secrets import mask
+from dmlsweep.secrets import redact
 
 if TYPE_CHECKING:
     from services.conftest import StackSweep
@@ -138,14 +138,14 @@ def test_no_secret_in_mlflow(secret_sweep: SecretSweep) -> None:
     assert _leaks(blobs, secret_sweep.secrets) == []
     # The study's database is recorded with its password masked.
     (params,) = [v for k, v in blobs.items() if k.endswith(" params") and b"optuna/storage" in v]
-    assert repr(mask(secret_sweep.optuna_storage)).encode() in params
+    assert repr(redact(secret_sweep.optuna_storage)).encode() in params
     assert b":***@127.0.0.1" in params
 
 
 def test_no_secret_in_the_console(secret_sweep: SecretSweep) -> None:
     output = {"stdout": secret_sweep.stdout.encode(), "stderr": secret_sweep.stderr.encode()}
     assert _leaks(output, secret_sweep.secrets) == []
-    masked = mask(secret_sweep.optuna_storage)
+    masked = redact(secret_sweep.optuna_storage)
     assert ":***@127.0.0.1" in masked
     assert f"Optuna study '{SWEEP}' in {masked}" in secret_sweep.stdout
 

@@ -5,6 +5,7 @@ started any more, Tune saves its experiment state, the running trials are stoppe
 its last epoch's checkpoint) and the sweep's records are left as ``--resume NAME`` continues
 them: the trials' MLflow runs KILLED with ``dmlsweep.state`` INTERRUPTED, their Optuna trials
 RUNNING. A second signal exits at once (status 130), as resumable as after a kill.
+``--time-budget SECONDS`` stops the sweep in the same way when the time is spent.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 _requested = threading.Event()
+_budget_spent = threading.Event()
 
 
 _TUNE_LOGGERS = ("ray.tune.tune", "ray.tune.analysis.experiment_analysis")
@@ -40,10 +42,41 @@ def requested() -> bool:
     return _requested.is_set()
 
 
+def budget_spent() -> bool:
+    """Whether the stop was the time budget's (not a signal's)."""
+    return _budget_spent.is_set()
+
+
+def _ask_tune_to_stop() -> None:
+    if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):
+        return  # Tune's loop is not running: run_sweep starts no other
+    os.kill(os.getpid(), signal.SIGUSR1)
+
+
 @contextmanager
-def stop_on_signals(resume_hint: str) -> Iterator[None]:
-    """Within the block, SIGINT and SIGTERM stop the sweep as described above."""
+def stop_on_signals(resume_hint: str, *, time_budget: float | None = None) -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM stop the sweep as described above, and so does
+    ``time_budget`` seconds passing (the same clean, resumable stop)."""
     _requested.clear()
+    _budget_spent.clear()
+
+    def spend_budget() -> None:
+        if _requested.is_set():
+            return
+        _budget_spent.set()
+        _requested.set()
+        print(
+            f"\ndmlsweep: the time budget ({time_budget:g} s) is spent: stopping the sweep (the "
+            "running trials keep their last checkpoint)",
+            file=sys.stderr,
+            flush=True,
+        )
+        _ask_tune_to_stop()
+
+    timer = threading.Timer(time_budget, spend_budget) if time_budget else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
     # Tune's own SIGINT handler would end the sweep without telling us; SIGUSR1 is its
     # documented stop signal, which it always handles while it runs.
     tune_handler = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
@@ -72,6 +105,8 @@ def stop_on_signals(resume_hint: str) -> Iterator[None]:
     try:
         yield
     finally:
+        if timer is not None:
+            timer.cancel()
         for logger in loggers:
             logger.removeFilter(quiet)
         for sig, handler in previous.items():
@@ -82,4 +117,4 @@ def stop_on_signals(resume_hint: str) -> Iterator[None]:
             os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = tune_handler
 
 
-__all__ = ["requested", "stop_on_signals"]
+__all__ = ["budget_spent", "requested", "stop_on_signals"]

@@ -34,6 +34,7 @@ class SweepOutcome:
     # configuration rank (1 = best) -> test metric -> mean / std / 95% CI over fresh seeds
     reproductions: dict[int, dict[str, Summary]] = field(default_factory=dict)
     interrupted: bool = False  # stopped by Ctrl-C / SIGTERM: continue with --resume NAME
+    budget_spent: bool = False  # the stop was --time-budget's
 
 
 def trial_rows(

@@ -23,8 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from dmlsweep.errors import DmlsweepError, ResourceError, SpaceError
-from dmlsweep.secrets import mask
-from dmlsweep.spaces import CategoricalParam, SearchSpace, load_space, parse_space
+from dmlsweep.names import check_sweep_name
+from dmlsweep.secrets import redact
+from dmlsweep.spaces import (
+    CategoricalParam,
+    FloatParam,
+    IntParam,
+    SearchSpace,
+    load_space,
+    parse_space,
+    parse_space_text,
+)
 from dmlsweep.strategies import Strategy, resolve_strategy
 
 DEFAULT_NUM_SAMPLES = 20
@@ -58,6 +67,7 @@ class SweepRequest:
     resume: bool = False  # continue the sweep ``name``
     reproductions: int | None = None  # None: 0 (off)
     reproduce_top: int | None = None  # None: 1
+    time_budget: float | None = None  # seconds this invocation may run; None: no limit
 
 
 # What a plan takes from the request when given, else this default; and on resume what must
@@ -127,6 +137,7 @@ class SweepPlan:
     storage_url: str | None  # None: population-based training has no Optuna study
     address: str | None
     resume: bool = False
+    time_budget: float | None = None  # this invocation's, never stored with the plan
 
     @property
     def objective(self) -> str:
@@ -166,11 +177,13 @@ class SweepPlan:
             f"  resources: {self.cpus_per_trial:g} CPUs and {self.gpus_per_trial:g} GPUs per "
             f"trial on {self.address or 'a local Ray'}"
             + (f", at most {self.max_concurrent} at once" if self.max_concurrent else ""),
-            f"  tracking: {mask(self.tracking_uri)}  experiment {self.experiment}",
+            f"  tracking: {redact(self.tracking_uri)}  experiment {self.experiment}",
         ]
         if self.storage_url:
-            lines.append(f"  optuna: {mask(self.storage_url)}  study {self.name}")
+            lines.append(f"  optuna: {redact(self.storage_url)}  study {self.name}")
         lines.append(f"  runs dir: {self.runs_dir}")
+        if self.time_budget:
+            lines.append(f"  time budget: {self.time_budget:g} s, then the sweep stops (resumable)")
         described = self.space.describe().splitlines()
         lines += [line for line in described if not line.startswith("  setting")]
         lines += [f"  setting   {k} = {v!r}" for k, v in self.settings.items()]
@@ -236,6 +249,12 @@ def _plan(
             f"{value['reproductions']}"
         )
     _check_resource_request(value["cpus_per_trial"], value["gpus_per_trial"])
+    if request.time_budget is not None and not (
+        isinstance(request.time_budget, int | float) and 0 < request.time_budget < float("inf")
+    ):
+        raise DmlsweepError(
+            f"--time-budget must be a number of seconds > 0, got {request.time_budget!r}"
+        )
     strategy = resolve_strategy(
         space,
         searcher=request.searcher,
@@ -252,8 +271,12 @@ def _plan(
             "training: a trial's folds are not one training run"
         )
     _check_objective(space, settings, overrides=set(request.extra_settings), max_epochs=max_epochs)
-    name = request.name or f"{space.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    runs_dir = request.runs_dir.resolve()
+    if request.name:
+        name = check_sweep_name(request.name)
+    else:
+        name = f"{space.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+        check_sweep_name(name, flag=f"the default name (from the space file {space.path.name})")
+    runs_dir = check_runs_dir(request.runs_dir)
     if request.address:
         _check_address(request.address)
     plan = SweepPlan(
@@ -282,12 +305,37 @@ def _plan(
         else None,
         address=request.address,
         resume=request.resume,
+        time_budget=request.time_budget,
     )
+    _check_stores(plan)
     if not request.address:
         from dmlsweep.sweep.cluster import check_local_resources
 
         check_local_resources(plan)
     return plan
+
+
+def check_runs_dir(runs_dir: Path) -> Path:
+    """``runs_dir``, absolute, if a sweep can make and write it; nothing is created here."""
+    path = runs_dir.expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise DmlsweepError(f"--runs-dir {path} is a file, not a directory")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise DmlsweepError(f"--runs-dir {path} cannot be made: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DmlsweepError(f"--runs-dir {path} cannot be written: {existing} is not writable")
+    return path
+
+
+def _check_stores(plan: SweepPlan) -> None:
+    """The stores' URLs open with what is installed (a database URL's driver)."""
+    from dmlsweep.databases import check_database_url
+
+    if not plan.tracking_uri.startswith(("http://", "https://", "file:", "databricks")):
+        check_database_url(plan.tracking_uri, flag="--tracking-uri")
+    if plan.storage_url:
+        check_database_url(plan.storage_url, flag="--storage")
 
 
 def _given(request: SweepRequest, key: str) -> Any:
@@ -397,6 +445,7 @@ def _check_objective(
                 f"{where}: {', '.join(unknown)} not known to objective {space.objective!r}; "
                 f"it accepts: {', '.join(sorted(allowed))}"
             )
+    _check_search_happens(space, objective.CONFIG)
     base = {**settings, "max_epochs": max_epochs, **space.defaults()}
     _validate(objective, base, where=f"{space.path} (settings, --set)")
     for param in space.parameters:
@@ -406,6 +455,62 @@ def _check_objective(
             if param.active(point):
                 _validate(
                     objective, point, where=f"{space.path}: parameters.{param.name} = {extreme!r}"
+                )
+
+
+# Set by the platform in every trial's config, over any searched value (see SweepPlan.constants)
+PLATFORM_SET = {
+    "seed": "--seed",
+    "max_epochs": "--max-epochs",
+    "objective": "the space's objective",
+    "folds": "settings.folds",
+}
+
+
+def _check_search_happens(space: SearchSpace, config: type) -> None:
+    """Refuse a search that would not happen as written: Optuna would record values that no
+    trial ran with, or a parameter that never varies."""
+    import typing
+
+    hints = typing.get_type_hints(config)
+    params = {param.name: param for param in space.parameters}
+    for param in space.parameters:
+        where = f"{space.path}: parameters.{param.name}"
+        if param.name in PLATFORM_SET:
+            raise SpaceError(
+                f"{where}: {param.name} is set by {PLATFORM_SET[param.name]} in every trial, "
+                "so searching it would record values no trial ran with; fix it instead"
+            )
+        if isinstance(param, FloatParam) and hints.get(param.name) is int:
+            raise SpaceError(
+                f"{where}: a float parameter, but {config.__name__}.{param.name} holds an "
+                "integer; use type: int"
+            )
+        if isinstance(param, CategoricalParam):
+            values = len(param.choices)
+        elif isinstance(param, IntParam) or param.step is not None:
+            step = param.step if param.step is not None else 1
+            values = 1 + int((param.high - param.low) // step)
+        else:
+            values = 2  # a continuous range
+        if values < 2:
+            raise SpaceError(
+                f"{where}: can take only one value as written; fix it in settings instead"
+            )
+        for other, allowed in param.when.items():
+            parent = params[other]
+            if isinstance(parent, CategoricalParam):
+                possible = [v for v in allowed if v in parent.choices]
+            else:
+                possible = [
+                    v
+                    for v in allowed
+                    if isinstance(v, int | float) and parent.low <= v <= parent.high
+                ]
+            if not possible:
+                raise SpaceError(
+                    f"{where}.when.{other}: {list(allowed)} is never taken by {other}, so "
+                    f"{param.name} would never be searched"
                 )
 
 
@@ -435,7 +540,8 @@ def stored_plan(request: SweepRequest) -> dict[str, Any]:
 
     if not request.name:
         raise DmlsweepError("--resume needs the sweep's name: --resume NAME")
-    runs_dir = request.runs_dir.resolve()
+    check_sweep_name(request.name, flag="--resume")
+    runs_dir = check_runs_dir(request.runs_dir)
     tracking_uri = request.tracking_uri or f"sqlite:///{runs_dir / 'mlflow.db'}"
     if tracking_uri.startswith("sqlite:///"):
         store = Path(tracking_uri.removeprefix("sqlite:///"))
@@ -444,7 +550,15 @@ def stored_plan(request: SweepRequest) -> dict[str, Any]:
                 f"no sweep named {request.name!r} to resume: there is no MLflow store at "
                 f"{store} (is --runs-dir the one the sweep was started with?)"
             )
-    run = find_sweep_run(tracking_uri, request.name)
+    try:
+        run = find_sweep_run(tracking_uri, request.name)
+    except DmlsweepError as exc:
+        if (runs_dir / "ray" / request.name).is_dir():
+            raise DmlsweepError(
+                f"{exc}, although its Ray state is at {runs_dir / 'ray' / request.name}: the "
+                "MLflow store that went with it is missing or another (--tracking-uri)"
+            ) from exc
+        raise
     text = run.data.tags.get(schema.PLAN)
     if not text:
         raise DmlsweepError(
@@ -459,14 +573,13 @@ def resumed_plan(request: SweepRequest, stored: Mapping[str, Any]) -> SweepPlan:
     """The plan of the sweep ``request.name`` as stored, for ``--resume``; this invocation's
     URLs, address and runs dir. A flag given now must agree with the stored plan, except
     ``--num-samples``, which may grow: the extra trials become a new segment."""
-    import yaml
 
     from trainables.registry import OBJECTIVES
 
     space_ref = stored["space"]
     # the space as the sweep began, even if its file has changed since (read, not written)
     space = parse_space(
-        yaml.safe_load(stored["space_text"]),
+        parse_space_text(stored["space_text"], path=Path(stored["space_path"])),
         path=Path(stored["space_path"]),
         known_objectives=list(OBJECTIVES),
     )

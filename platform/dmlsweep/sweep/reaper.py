@@ -6,7 +6,8 @@ Ray stops the processes of a local instance when its driver exits, but a driver 
 memory and ports. The reaper is a small process of its own session, started by the driver once
 its local Ray is up: every ``INTERVAL`` seconds it notes the driver's descendants (the Ray
 instance the driver started, by process id and start time); when the driver is gone it ends
-the ones still there (SIGTERM, then SIGKILL after ``GRACE`` seconds) and exits.
+the ones still there and whatever they started since its last look (SIGTERM, then SIGKILL
+after ``GRACE`` seconds) and exits.
 
 Example::
 
@@ -73,6 +74,15 @@ def reap(driver_pid: int) -> list[int]:
         time.sleep(INTERVAL)
     # is_running() compares start times: a pid reused since is not ours
     left = [p for p in known.values() if p.is_running()]
+    # and what they started since the last look (a trial's worker, forked by the raylet)
+    for process in list(left):
+        try:
+            for child in process.children(recursive=True):
+                if child.pid != me and child.pid not in known:
+                    known[child.pid] = child
+                    left.append(child)
+        except psutil.NoSuchProcess:
+            pass
     for process in left:
         try:
             process.terminate()

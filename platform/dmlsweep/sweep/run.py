@@ -11,17 +11,19 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dmlsweep import schema
 from dmlsweep.databases import open_optuna_storage, prepare_sqlite_tracking
 from dmlsweep.errors import DmlsweepError
-from dmlsweep.secrets import mask
-from dmlsweep.sweep import cluster, interrupt, outcome
+from dmlsweep.secrets import redact
+from dmlsweep.sweep import cluster, interrupt, locks, outcome
 from dmlsweep.sweep.plan import Segment, SweepPlan
 
 if TYPE_CHECKING:
@@ -37,13 +39,16 @@ def run_sweep(plan: SweepPlan) -> outcome.SweepOutcome:
     storage = cluster.tune_storage(plan.runs_dir)
     paths = [cluster.experiment_path(storage, s.experiment) for s in plan.segments]
     # Tune's saved state of each segment: finished, unfinished, or never started (None)
-    done = [_finished(path, storage) for path in paths] if plan.resume else [None] * len(paths)
+    done: list[bool | None] = [None] * len(paths)
+    if plan.resume:
+        done = [_finished(path, storage) for path in paths]
     if plan.resume:
         if done[0] is None:
             raise DmlsweepError(
                 f"sweep {plan.name!r} has no Ray Tune experiment state at {paths[0]} (was it "
                 "started with another --runs-dir or bucket?); it cannot be resumed"
             )
+        _check_study(plan)
         if all(done):
             return _read_back(plan, storage, paths)
     # Trials write checkpoints to the bucket with the S3 keys of this environment: Tune's
@@ -53,24 +58,38 @@ def run_sweep(plan: SweepPlan) -> outcome.SweepOutcome:
         cluster.probe_ray_address(plan.address)
         cluster.init_ray(plan.address, env=env)
         cluster.check_cluster_resources(plan)
-    plan.runs_dir.mkdir(parents=True, exist_ok=True)
-    prepare_sqlite_tracking(plan.tracking_uri)
+    try:
+        plan.runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DmlsweepError(f"--runs-dir {plan.runs_dir} cannot be made: {exc}") from exc
+    with locks.sole_driver(plan.runs_dir, plan.name):
+        return _run(plan, storage, paths, done, env)
+
+
+def _run(
+    plan: SweepPlan,
+    storage: dict[str, Any],
+    paths: list[str],
+    done: list[bool | None],
+    env: dict[str, str],
+) -> outcome.SweepOutcome:
     with ThreadPoolExecutor(max_workers=1) as pool:
         # A local Ray takes seconds to start (its resources are this machine's, checked by the
         # plan): open the stores meanwhile.
-        opened = pool.submit(_open_stores, plan.tracking_uri, plan.storage_url)
+        opened = pool.submit(_open_stores, plan)
         cluster.init_ray(plan.address, env=env)
         study_storage = opened.result()
 
     tracking = _tracking(plan)
-    try:
-        parent_run_id = tracking.start_parent()
-    except DmlsweepError:
-        raise
-    except Exception as exc:
-        raise DmlsweepError(
-            f"cannot reach the MLflow tracking store {mask(plan.tracking_uri)}: {exc}"
-        ) from exc
+    with locks.store_setup(plan.runs_dir):  # the experiment, made once
+        try:
+            parent_run_id = tracking.start_parent()
+        except DmlsweepError:
+            raise
+        except Exception as exc:
+            raise DmlsweepError(
+                f"cannot reach the MLflow tracking store {redact(plan.tracking_uri)}: {exc}"
+            ) from exc
     if plan.resume:  # the plan as it now stands (an extension adds a segment)
         tracking.client.set_tag(parent_run_id, schema.PLAN, plan.to_json())
     print(
@@ -80,7 +99,7 @@ def run_sweep(plan: SweepPlan) -> outcome.SweepOutcome:
         flush=True,
     )
     print(
-        f"  tracking: {mask(plan.tracking_uri)}  experiment {plan.experiment}  parent run "
+        f"  tracking: {redact(plan.tracking_uri)}  experiment {plan.experiment}  parent run "
         f"{parent_run_id}",
         flush=True,
     )
@@ -92,11 +111,12 @@ def run_sweep(plan: SweepPlan) -> outcome.SweepOutcome:
 
     results: list[Any] = []
     resume_hint = f"continue with: python sweeps/launch.py --resume {plan.name}"
-    with interrupt.stop_on_signals(resume_hint), tune_environment():
+    with interrupt.stop_on_signals(resume_hint, time_budget=plan.time_budget), tune_environment():
         for index, (segment, path) in enumerate(zip(plan.segments, paths, strict=True)):
             state = done[index]
-            if state:  # a finished segment: read, not run
-                results += _results(path, storage)
+            if state or interrupt.requested():  # finished, or not to be started: read, not run
+                if state is not None:
+                    results += _results(path, storage)
                 continue
             if state is None:
                 tuner = _new_tuner(plan, segment, index, storage, study_storage, tracking)
@@ -123,7 +143,8 @@ def run_sweep(plan: SweepPlan) -> outcome.SweepOutcome:
             tracking=tracking,
         )
     if interrupted:
-        print(f"dmlsweep: the sweep was stopped; {resume_hint}", flush=True)
+        why = "its time budget is spent" if interrupt.budget_spent() else "it was stopped"
+        print(f"dmlsweep: the sweep is not finished, {why}; {resume_hint}", flush=True)
     return outcome.SweepOutcome(
         name=plan.name,
         space=plan.space,
@@ -136,7 +157,32 @@ def run_sweep(plan: SweepPlan) -> outcome.SweepOutcome:
         best_config=outcome.best_config(plan, rows, ranked),
         reproductions=summaries,
         interrupted=interrupted,
+        budget_spent=interrupt.budget_spent(),
     )
+
+
+def _check_study(plan: SweepPlan) -> None:
+    """A resumed sweep's Optuna study must be where the plan says: else the resume would start
+    an empty study that Tune's saved searcher cannot report to. Nothing is written."""
+    if plan.storage_url is None:
+        return
+    if plan.storage_url.startswith("sqlite:///"):
+        path = Path(plan.storage_url.removeprefix("sqlite:///"))
+        names: list[str] = []
+        if path.is_file():
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                with contextlib.suppress(sqlite3.Error):  # no schema: no study
+                    names = [n for (n,) in db.execute("SELECT study_name FROM studies")]
+    else:
+        import optuna
+
+        names = optuna.get_all_study_names(open_optuna_storage(plan.storage_url))
+    if plan.name not in names:
+        raise DmlsweepError(
+            f"sweep {plan.name!r} cannot be resumed: its Optuna study is missing from "
+            f"{redact(plan.storage_url)} (its Ray state and MLflow runs are there); restore the "
+            "study database, or pass the one it is in with --storage"
+        )
 
 
 def _tracking(plan: SweepPlan) -> MlflowTracking:
@@ -172,7 +218,7 @@ def _tracking(plan: SweepPlan) -> MlflowTracking:
             **(
                 {
                     f"{schema.OPTUNA}study_name": plan.name,
-                    f"{schema.OPTUNA}storage": mask(plan.storage_url),
+                    f"{schema.OPTUNA}storage": redact(plan.storage_url),
                 }
                 if plan.storage_url
                 else {}
@@ -348,15 +394,17 @@ def _import_end_of_sweep() -> None:
     plotting_modules()
 
 
-def _open_stores(tracking_uri: str, storage_url: str | None) -> SoleWriterStorage | None:
+def _open_stores(plan: SweepPlan) -> SoleWriterStorage | None:
     """Open the Optuna storage (``None``: no study) and MLflow's store: on a new runs directory
-    both create their schema, seconds of work that needs no Ray."""
+    both create their schema, seconds of work that needs no Ray, one driver at a time."""
     from mlflow.tracking import MlflowClient
 
-    # MLflow keeps the store for the tracking to reuse; a failure is reported by its start.
-    with contextlib.suppress(Exception):
-        MlflowClient(tracking_uri)
-    return open_optuna_storage(storage_url) if storage_url else None
+    with locks.store_setup(plan.runs_dir):
+        prepare_sqlite_tracking(plan.tracking_uri)
+        # MLflow keeps the store for the tracking to reuse; a failure is reported by its start.
+        with contextlib.suppress(Exception):
+            MlflowClient(plan.tracking_uri).search_experiments(max_results=1)
+        return open_optuna_storage(plan.storage_url) if plan.storage_url else None
 
 
 def _git_commit() -> str:
