@@ -403,7 +403,7 @@ def _open_stores(plan: SweepPlan) -> SoleWriterStorage | None:
         prepare_sqlite_tracking(plan.tracking_uri)
         # MLflow keeps the store for the tracking to reuse; a failure is reported by its start.
         with contextlib.suppress(Exception):
-            MlflowClient(plan.tracking_uri).search_experiments(max_results=1)
+            MlflowClient(plan.tracking_uri)
         return open_optuna_storage(plan.storage_url) if plan.storage_url else None
 
 
