@@ -137,7 +137,8 @@ def test_a_search_that_cannot_happen_as_written_is_refused(
 QUADRATIC_FIELDS = ["x", "y", "noise", "seconds_per_epoch", "fail_at_epoch", "seed", "max_epochs"]
 anything = st.one_of(
     st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True), st.text(max_size=5),
-    st.lists(st.integers(0, 3), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.lists(st.integers(0, 3), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )  # fmt: skip
 numbers = st.one_of(st.integers(-3, 10), st.floats(-3, 10, allow_nan=False))
 
