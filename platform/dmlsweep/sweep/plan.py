@@ -543,22 +543,24 @@ def stored_plan(request: SweepRequest) -> dict[str, Any]:
     check_sweep_name(request.name, flag="--resume")
     runs_dir = check_runs_dir(request.runs_dir)
     tracking_uri = request.tracking_uri or f"sqlite:///{runs_dir / 'mlflow.db'}"
+    ray_state = runs_dir / "ray" / request.name
+    orphaned = (
+        f", although its Ray state is at {ray_state}: the MLflow store that went with it is "
+        "missing, or it is another (--tracking-uri)"
+        if ray_state.is_dir()
+        else ""
+    )
     if tracking_uri.startswith("sqlite:///"):
         store = Path(tracking_uri.removeprefix("sqlite:///"))
         if not store.is_file():  # opening it would create an empty store in a mistyped dir
             raise DmlsweepError(
                 f"no sweep named {request.name!r} to resume: there is no MLflow store at "
-                f"{store} (is --runs-dir the one the sweep was started with?)"
+                f"{store}" + (orphaned or " (is --runs-dir the one the sweep was started with?)")
             )
     try:
         run = find_sweep_run(tracking_uri, request.name)
     except DmlsweepError as exc:
-        if (runs_dir / "ray" / request.name).is_dir():
-            raise DmlsweepError(
-                f"{exc}, although its Ray state is at {runs_dir / 'ray' / request.name}: the "
-                "MLflow store that went with it is missing or another (--tracking-uri)"
-            ) from exc
-        raise
+        raise DmlsweepError(f"{exc}{orphaned}") from exc
     text = run.data.tags.get(schema.PLAN)
     if not text:
         raise DmlsweepError(
