@@ -47,10 +47,12 @@ def budget_spent() -> bool:
     return _budget_spent.is_set()
 
 
-def _ask_tune_to_stop() -> None:
+def _ask_tune_to_stop() -> bool:
+    """Send Tune its stop signal; False when Tune's loop is not running (nothing to stop)."""
     if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):
-        return  # Tune's loop is not running: run_sweep starts no other
+        return False
     os.kill(os.getpid(), signal.SIGUSR1)
+    return True
 
 
 @contextmanager
@@ -71,7 +73,7 @@ def stop_on_signals(resume_hint: str, *, time_budget: float | None = None) -> It
             file=sys.stderr,
             flush=True,
         )
-        _ask_tune_to_stop()
+        _ask_tune_to_stop()  # if Tune's loop has not started, run_sweep starts none
 
     timer = threading.Timer(time_budget, spend_budget) if time_budget else None
     if timer is not None:
@@ -93,9 +95,8 @@ def stop_on_signals(resume_hint: str, *, time_budget: float | None = None) -> It
             file=sys.stderr,
             flush=True,
         )
-        if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):
+        if not _ask_tune_to_stop():
             raise KeyboardInterrupt  # Tune's loop has not started: nothing to stop in it
-        os.kill(os.getpid(), signal.SIGUSR1)
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     quiet = _TuneStopMessages()

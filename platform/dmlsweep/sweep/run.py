@@ -42,7 +42,6 @@ def run_sweep(plan: SweepPlan) -> outcome.SweepOutcome:
     done: list[bool | None] = [None] * len(paths)
     if plan.resume:
         done = [_finished(path, storage) for path in paths]
-    if plan.resume:
         if done[0] is None:
             raise DmlsweepError(
                 f"sweep {plan.name!r} has no Ray Tune experiment state at {paths[0]} (was it "
