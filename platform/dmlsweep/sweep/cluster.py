@@ -132,6 +132,10 @@ def init_ray(address: str | None, *, env: dict[str, str]) -> None:
             **env,
         }
     }
+    if not address:  # this driver's own Ray: it goes when the driver goes, however
+        from dmlsweep.sweep.reaper import mark_environment
+
+        mark_environment()
     try:
         if address:
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
@@ -141,7 +145,7 @@ def init_ray(address: str | None, *, env: dict[str, str]) -> None:
         raise DmlsweepError(
             f"cannot connect to Ray at {address or 'a new local instance'}: {exc}"
         ) from exc
-    if not address:  # this driver's own Ray: it goes when the driver goes, however
+    if not address:
         from dmlsweep.sweep.reaper import start_reaper
 
         start_reaper()

@@ -4,13 +4,17 @@ Ray stops the processes of a local instance when its driver exits, but a driver 
 (SIGKILL, a crash, a second Ctrl-C) leaves some behind: ``ray::DashboardAgent`` and
 ``ray::RuntimeEnvAgent`` poll for their raylet and outlive it for a minute or more, holding
 memory and ports. The reaper is a small process of its own session, started by the driver once
-its local Ray is up: every ``INTERVAL`` seconds it notes the driver's descendants (the Ray
-instance the driver started, by process id and start time); when the driver is gone it ends
-the ones still there and whatever they started since its last look (SIGTERM, then SIGKILL
-after ``GRACE`` seconds) and exits.
+its local Ray is up: every ``INTERVAL`` seconds it notes the driver's descendants (by process
+id and start time). A process born since its last look may already be orphaned (the raylet
+shares the driver's fate), so the driver also marks its environment before starting Ray
+(:data:`MARK` = its pid), which every Ray process it starts inherits (the agents, whose title
+overwrites it, are long-lived and noted). When the driver is gone, the reaper ends the noted
+processes still there and every process carrying the mark (SIGTERM, then SIGKILL after
+``GRACE`` seconds) and exits.
 
 Example::
 
+    mark_environment()
     ray.init(...)
     start_reaper()  # before any trial starts
 """
@@ -22,10 +26,17 @@ import select
 import subprocess
 import sys
 import time
+from typing import Any
 
+MARK = "DMLSWEEP_RAY_DRIVER"  # environment variable: the pid of the driver that started Ray
 READY_SECONDS = 30.0  # how long the driver waits for the reaper's first look
 INTERVAL = 0.5  # seconds between looks at the driver's process tree
 GRACE = 2.0  # seconds between SIGTERM and SIGKILL
+
+
+def mark_environment() -> None:
+    """Mark this process's environment, which the local Ray it starts next inherits."""
+    os.environ[MARK] = str(os.getpid())
 
 
 def start_reaper() -> subprocess.Popen[bytes]:
@@ -73,28 +84,34 @@ def reap(driver_pid: int) -> list[int]:
             sys.stdout.flush()
         time.sleep(INTERVAL)
     # is_running() compares start times: a pid reused since is not ours
-    left = [p for p in known.values() if p.is_running()]
-    # and what they started since the last look (a trial's worker, forked by the raylet)
-    for process in list(left):
-        try:
-            for child in process.children(recursive=True):
-                if child.pid != me and child.pid not in known:
-                    known[child.pid] = child
-                    left.append(child)
-        except psutil.NoSuchProcess:
-            pass
-    for process in left:
+    left = {p.pid: p for p in known.values() if p.is_running()}
+    left.update((p.pid, p) for p in _marked(str(driver_pid)))  # born since the last look
+    for process in left.values():
         try:
             process.terminate()
         except psutil.NoSuchProcess:
             pass
-    _, alive = psutil.wait_procs(left, timeout=GRACE)
+    _, alive = psutil.wait_procs(list(left.values()), timeout=GRACE)
     for process in alive:
         try:
             process.kill()
         except psutil.NoSuchProcess:
             pass
-    return [p.pid for p in left]
+    return list(left)
+
+
+def _marked(driver_pid: str) -> list[Any]:
+    """The processes (this one excepted) whose environment carries ``driver_pid``'s mark."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.pid != os.getpid() and process.environ().get(MARK) == driver_pid:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return found
 
 
 if __name__ == "__main__":
