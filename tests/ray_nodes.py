@@ -265,12 +265,13 @@ class RayCluster:
 def start_two_node_cluster(root: Path) -> RayCluster:
     """A head and a worker node of one CPU each, as two ``ray start`` processes.
 
-    The head's GCS declares a node dead after ~2 s of failed health checks (instead of ~15 s),
-    so a node loss is handled within the test's time."""
+    The head's GCS declares a node dead after ~5 s of failed health checks (instead of ~15 s),
+    so a node loss is handled within the test's time; not much less, lest a node of this busy
+    2-core machine (its own head's raylet included) be declared dead while it lives."""
     head = start_head(
         root,
         num_cpus=1,
-        env={"RAY_health_check_period_ms": "500", "RAY_health_check_failure_threshold": "4"},
+        env={"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "5"},
     )
     try:
         worker = _start_node(

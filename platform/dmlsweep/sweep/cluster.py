@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -132,23 +133,23 @@ def init_ray(address: str | None, *, env: dict[str, str]) -> None:
             **env,
         }
     }
-    if not address:  # this driver's own Ray: it goes when the driver goes, however
-        from dmlsweep.sweep.reaper import mark_environment
+    # Without an address, ray.init() joins RAY_ADDRESS if it is set, else starts a Ray that
+    # must go when this driver goes, however it ends.
+    local = not address and not os.environ.get("RAY_ADDRESS")
+    from dmlsweep.sweep import reaper
 
-        mark_environment()
     try:
-        if address:
-            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
-        else:
-            ray.init(include_dashboard=False, runtime_env=runtime_env, log_to_driver=False)
+        with reaper.marked_environment() if local else contextlib.nullcontext():
+            if address:
+                ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+            else:
+                ray.init(include_dashboard=False, runtime_env=runtime_env, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise DmlsweepError(
             f"cannot connect to Ray at {address or 'a new local instance'}: {exc}"
         ) from exc
-    if not address:
-        from dmlsweep.sweep.reaper import start_reaper
-
-        start_reaper()
+    if local:
+        reaper.start_reaper()
 
 
 __all__ = [

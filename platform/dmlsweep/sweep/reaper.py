@@ -6,16 +6,18 @@ Ray stops the processes of a local instance when its driver exits, but a driver 
 memory and ports. The reaper is a small process of its own session, started by the driver once
 its local Ray is up: every ``INTERVAL`` seconds it notes the driver's descendants (by process
 id and start time). A process born since its last look may already be orphaned (the raylet
-shares the driver's fate), so the driver also marks its environment before starting Ray
-(:data:`MARK` = its pid), which every Ray process it starts inherits (the agents, whose title
-overwrites it, are long-lived and noted). When the driver is gone, the reaper ends the noted
-processes still there and every process carrying the mark (SIGTERM, then SIGKILL after
-``GRACE`` seconds) and exits.
+shares the driver's fate), so the driver marks its environment while it starts Ray
+(:data:`MARK` = its pid): the raylet inherits it, and so does every worker the raylet starts
+later (the agents, whose title overwrites it, are long-lived and noted). When the driver is
+gone, the reaper ends the noted processes still there and every process carrying the mark
+(SIGTERM, then SIGKILL after ``GRACE`` seconds) and exits. It also exits, ending nothing, once
+none of the processes of its first look is left while the driver lives (``ray.shutdown()``):
+a driver that starts Ray again starts a new reaper, and none accumulate.
 
 Example::
 
-    mark_environment()
-    ray.init(...)
+    with marked_environment():
+        ray.init(...)
     start_reaper()  # before any trial starts
 """
 
@@ -26,6 +28,8 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 MARK = "DMLSWEEP_RAY_DRIVER"  # environment variable: the pid of the driver that started Ray
@@ -34,9 +38,19 @@ INTERVAL = 0.5  # seconds between looks at the driver's process tree
 GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 
 
-def mark_environment() -> None:
-    """Mark this process's environment, which the local Ray it starts next inherits."""
+@contextmanager
+def marked_environment() -> Iterator[None]:
+    """Mark this process's environment while the local Ray it starts inherits it; only that
+    Ray carries the mark (what the driver starts afterwards is not the reaper's)."""
+    before = os.environ.get(MARK)
     os.environ[MARK] = str(os.getpid())
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(MARK, None)
+        else:
+            os.environ[MARK] = before
 
 
 def start_reaper() -> subprocess.Popen[bytes]:
@@ -68,7 +82,7 @@ def reap(driver_pid: int) -> list[int]:
         return []
     me = os.getpid()
     known: dict[int, psutil.Process] = {}
-    told = False
+    first: list[psutil.Process] = []  # the Ray instance this reaper guards
     while True:
         try:
             if not driver.is_running() or driver.status() == psutil.STATUS_ZOMBIE:
@@ -78,10 +92,12 @@ def reap(driver_pid: int) -> list[int]:
                     known.setdefault(process.pid, process)
         except psutil.NoSuchProcess:
             break
-        if not told:  # the driver waits for this
-            told = True
+        if not first:  # the driver waits for this
+            first = list(known.values()) or [driver]
             sys.stdout.write("r")
             sys.stdout.flush()
+        elif not any(p.is_running() for p in first):  # shut down while the driver lives
+            return []
         time.sleep(INTERVAL)
     # is_running() compares start times: a pid reused since is not ours
     left = {p.pid: p for p in known.values() if p.is_running()}
