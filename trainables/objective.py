@@ -49,10 +49,12 @@ class Objective(Protocol):
 
 def is_not_retried(error: BaseException) -> bool:
     """Whether a trial's error repeats however often the trial runs (a bad value, a missing or
-    malformed dataset, a diverged loss): retrying it only repeats the failure."""
+    malformed dataset, a diverged loss) or ends it for good (its time limit): retrying it only
+    repeats the failure."""
     from trainables.dml.data.readers import LayoutError  # imports the data stack: seconds
+    from trainables.timeout import TrialTimeoutError
 
-    return isinstance(error, ConfigError | LayoutError | FloatingPointError)
+    return isinstance(error, ConfigError | LayoutError | FloatingPointError | TrialTimeoutError)
 
 
 __all__ = ["NOT_RETRIED_KEY", "Mode", "Objective", "is_not_retried"]

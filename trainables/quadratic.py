@@ -26,6 +26,7 @@ class QuadraticConfig:
     seconds_per_epoch: float = 0.0  # sleep, to emulate work
     fail_at_epoch: int = 0  # > 0: raise at that epoch (fault tests)
     nan_at_epoch: int = 0  # > 0: report a NaN score at that epoch (fault tests)
+    hang_at_epoch: int = 0  # > 0: hang (in Python) at that epoch (fault tests)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -54,6 +55,8 @@ def train(config: dict[str, Any]) -> None:
     for epoch in range(state["epoch"] + 1, cfg.max_epochs + 1):
         if cfg.seconds_per_epoch:
             time.sleep(cfg.seconds_per_epoch)
+        while epoch == cfg.hang_at_epoch:  # a hung trial, e.g. a deadlocked data loader
+            time.sleep(0.05)
         if epoch == cfg.fail_at_epoch:
             raise RuntimeError(f"quadratic: injected failure at epoch {epoch}")
         value = score(x=cfg.x, y=cfg.y, epoch=epoch) + cfg.noise * rng.gauss(0.0, 1.0)

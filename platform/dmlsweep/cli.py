@@ -121,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop the sweep after this long, as Ctrl-C does (resumable with --resume); exit 0",
     )
     p.add_argument(
+        "--trial-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="stop a trial that runs longer than this (from its start or restore) and record "
+        "it as failed, timed out; not retried. Stored with the sweep",
+    )
+    p.add_argument(
         "--runs-dir",
         type=Path,
         default=Path("dmlsweep-runs"),
@@ -223,6 +230,7 @@ def _run(args: argparse.Namespace) -> int:
         reproductions=args.reproductions,
         reproduce_top=args.reproduce_top,
         time_budget=args.time_budget,
+        trial_timeout=args.trial_timeout,
     )
     plan = plan_sweep(request)  # every check that needs no Ray: exit 2 before anything starts
     if args.dry_run:

@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 from ray.tune.result import TRAINING_ITERATION
 from ray.tune.search.optuna import OptunaSearch
 
+from dmlsweep import schema
 from trainables.objective import NOT_RETRIED_KEY
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,8 @@ class PruneAwareOptunaSearch(OptunaSearch):
                 ot_trial.report(value, step)
         study = self._ot_study
         assert study is not None  # set by OptunaSearch's __init__/set_search_properties
+        if result and NOT_RETRIED_KEY in result:  # why it failed (e.g. timed out)
+            ot_trial.set_user_attr(schema.ERROR, str(result[NOT_RETRIED_KEY])[:5000])
         try:
             study.tell(ot_trial, value if state is TrialState.COMPLETE else None, state=state)
         except Exception as exc:  # e.g. a NaN value; the trial must not stay RUNNING

@@ -68,6 +68,7 @@ class SweepRequest:
     reproductions: int | None = None  # None: 0 (off)
     reproduce_top: int | None = None  # None: 1
     time_budget: float | None = None  # seconds this invocation may run; None: no limit
+    trial_timeout: float | None = None  # seconds a trial may run; None: no limit
 
 
 # What a plan takes from the request when given, else this default; and on resume what must
@@ -81,6 +82,7 @@ _DEFAULTS: dict[str, Any] = {
     "models_top_k": 3,
     "reproductions": 0,
     "reproduce_top": 1,
+    "trial_timeout": None,
 }
 _FLAGS = {
     "space": "--space",
@@ -98,6 +100,7 @@ _FLAGS = {
     "models_top_k": "--log-models",
     "reproductions": "--reproductions",
     "reproduce_top": "--reproduce-top",
+    "trial_timeout": "--trial-timeout",
 }
 
 
@@ -131,6 +134,7 @@ class SweepPlan:
     models_top_k: int
     reproductions: int
     reproduce_top: int
+    trial_timeout: float | None  # seconds a trial may run in its worker; None: no limit
     segments: tuple[Segment, ...]
     runs_dir: Path
     tracking_uri: str
@@ -182,6 +186,11 @@ class SweepPlan:
         if self.storage_url:
             lines.append(f"  optuna: {redact(self.storage_url)}  study {self.name}")
         lines.append(f"  runs dir: {self.runs_dir}")
+        if self.trial_timeout:
+            lines.append(
+                f"  trial timeout: {self.trial_timeout:g} s, then the trial is stopped and "
+                "recorded as failed (timed out), not retried"
+            )
         if self.time_budget:
             lines.append(f"  time budget: {self.time_budget:g} s, then the sweep stops (resumable)")
         described = self.space.describe().splitlines()
@@ -212,6 +221,7 @@ class SweepPlan:
                 "models_top_k": self.models_top_k,
                 "reproductions": self.reproductions,
                 "reproduce_top": self.reproduce_top,
+                "trial_timeout": self.trial_timeout,
                 "segments": [dataclasses.asdict(s) for s in self.segments],
             },
             default=str,
@@ -249,12 +259,8 @@ def _plan(
             f"{value['reproductions']}"
         )
     _check_resource_request(value["cpus_per_trial"], value["gpus_per_trial"])
-    if request.time_budget is not None and not (
-        isinstance(request.time_budget, int | float) and 0 < request.time_budget < float("inf")
-    ):
-        raise DmlsweepError(
-            f"--time-budget must be a number of seconds > 0, got {request.time_budget!r}"
-        )
+    _check_seconds("--time-budget", request.time_budget)
+    _check_seconds("--trial-timeout", value["trial_timeout"])
     strategy = resolve_strategy(
         space,
         searcher=request.searcher,
@@ -297,6 +303,7 @@ def _plan(
         models_top_k=value["models_top_k"],
         reproductions=value["reproductions"],
         reproduce_top=value["reproduce_top"],
+        trial_timeout=value["trial_timeout"],
         segments=segments or (Segment(name, num_samples),),
         runs_dir=runs_dir,
         tracking_uri=request.tracking_uri or f"sqlite:///{runs_dir / 'mlflow.db'}",
@@ -313,6 +320,15 @@ def _plan(
 
         check_local_resources(plan)
     return plan
+
+
+def _check_seconds(flag: str, seconds: Any) -> None:
+    if seconds is not None and not (
+        isinstance(seconds, int | float)
+        and not isinstance(seconds, bool)
+        and 0 < seconds < float("inf")
+    ):
+        raise DmlsweepError(f"{flag} must be a number of seconds > 0, got {seconds!r}")
 
 
 def check_runs_dir(runs_dir: Path) -> Path:
@@ -593,7 +609,7 @@ def resumed_plan(request: SweepRequest, stored: Mapping[str, Any]) -> SweepPlan:
         "scheduler": strategy["scheduler"],
         "grace_period": strategy["grace_period"],
         "reduction_factor": strategy["reduction_factor"],
-        **{key: stored[key] for key in _DEFAULTS},
+        **{key: stored.get(key, default) for key, default in _DEFAULTS.items()},
         "max_concurrent": stored["max_concurrent"],
     }
     for key, flag in _FLAGS.items():

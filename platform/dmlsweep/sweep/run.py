@@ -250,8 +250,11 @@ def _trainable(plan: SweepPlan) -> Any:
     from trainables.cross_validation import make_trainable
     from trainables.registry import load_objective
     from trainables.reporting import refusing_retries
+    from trainables.timeout import with_timeout
 
-    trainable = refusing_retries(make_trainable(load_objective(plan.objective), plan.folds))
+    trainable = refusing_retries(
+        with_timeout(make_trainable(load_objective(plan.objective), plan.folds), plan.trial_timeout)
+    )
     return tune.with_resources(trainable, {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial})
 
 
