@@ -66,6 +66,9 @@ MLFLOW_STATUS = {
 }
 _PARAM_LIMIT = 6000  # MLflow's maximum parameter value length
 BATCH_SECONDS = 1.0  # how long the logging thread gathers before it logs
+# The tracking of each sweep this process drives, by name: a Tuner restored from a runs dir
+# unpickles its callback, which takes its store from here.
+_DRIVEN: dict[str, MlflowTracking] = {}
 _REFUSALS = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "MALFORMED_REQUEST"}  # MLflow's codes
 
 
@@ -132,6 +135,7 @@ class MlflowTracking(Callback):
         self._configs: dict[str, _ConfigHistory] = {}  # Tune trial id -> its hyperparameters
         self._refused_metrics: set[str] = set()  # names MLflow refused: not sent again
         self._start_logging_thread()
+        _DRIVEN[record.name] = self
 
     _THREAD_STATE = ("_pool", "_pending", "_lock", "_batch", "_since", "_logging", "_log_now")
 
@@ -145,15 +149,30 @@ class MlflowTracking(Callback):
         self._log_now = threading.Event()  # flush(): stop gathering, log at once
         self._restored: list[tuple[str, _TrialBatch]] = []  # a dead driver's, to log first
 
+    # Where the store is: this driver's, never the pickle's (a URL may hold a password; a runs
+    # dir may have moved since).
+    _STORE_STATE = ("tracking_uri", "artifact_location", "client", "parent_run_id")
+
     def __getstate__(self) -> dict[str, Any]:
-        # Tune pickles its callbacks with the Tuner: leave the thread behind.
+        # Tune pickles its callbacks with the Tuner: leave the thread and the store behind.
         state = self.__dict__.copy()
-        for name in self._THREAD_STATE:
-            del state[name]
+        for name in (*self._THREAD_STATE, *self._STORE_STATE):
+            state.pop(name, None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        """A restored Tuner's callback: the trials' runs as it left them, the store of the
+        tracking that this driver opened for the sweep."""
+        name = state["record"].name
+        live = _DRIVEN.get(name)
+        if live is None:
+            raise DmlsweepError(
+                f"sweep {name!r}: its MLflow tracking is not open in this process; resume the "
+                f"sweep with: python sweeps/launch.py --resume {name}"
+            )
         self.__dict__.update(state)
+        for attribute in self._STORE_STATE:
+            setattr(self, attribute, getattr(live, attribute))
         self._start_logging_thread()
 
     # -- parent run -----------------------------------------------------------------------

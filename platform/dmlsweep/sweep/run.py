@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from dmlsweep import schema
 from dmlsweep.databases import open_optuna_storage, prepare_sqlite_tracking
 from dmlsweep.errors import DmlsweepError
+from dmlsweep.relocation import artifact_root, rebase_artifacts
 from dmlsweep.secrets import redact
 from dmlsweep.sweep import cluster, interrupt, locks, outcome
 from dmlsweep.sweep.plan import Segment, SweepPlan
@@ -238,7 +239,7 @@ def _tracking(plan: SweepPlan) -> MlflowTracking:
         record=record,
         models_top_k=plan.models_top_k,
         # A local store keeps its artifacts beside it; a server decides (and proxies) its own.
-        artifact_location=(plan.runs_dir / "mlartifacts").as_uri() if plan.local_tracking else None,
+        artifact_location=artifact_root(plan.runs_dir) if plan.local_tracking else None,
         log_model=partial(outcome.log_trial_model, objective_name=plan.objective),
         parent_run_id=parent,
     )
@@ -403,6 +404,17 @@ def _open_stores(plan: SweepPlan) -> SoleWriterStorage | None:
 
     with locks.store_setup(plan.runs_dir):
         prepare_sqlite_tracking(plan.tracking_uri)
+        own_store = plan.runs_dir / "mlflow.db"
+        if plan.resume and plan.tracking_uri == f"sqlite:///{own_store}" and own_store.is_file():
+            moved_from = rebase_artifacts(
+                own_store, experiment=plan.experiment, runs_dir=plan.runs_dir
+            )
+            if moved_from:
+                print(
+                    f"the runs dir was moved or copied: MLflow's artifact paths rebased from "
+                    f"{moved_from} onto {artifact_root(plan.runs_dir)}",
+                    flush=True,
+                )
         # MLflow keeps the store for the tracking to reuse; a failure is reported by its start.
         with contextlib.suppress(Exception):
             MlflowClient(plan.tracking_uri)
