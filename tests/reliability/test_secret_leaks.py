@@ -24,23 +24,22 @@ def leaks(*texts: str, runs_dir: Path | None = None) -> list[str]:
     return found
 
 
-def url_forms(port: int) -> list[tuple[str, str]]:
-    """(flag, value) pairs of a service at a closed port, the secret in each place it can be."""
-    return [
-        ("--storage", f"postgresql+psycopg2://user:{SECRET}@127.0.0.1:{port}/db"),
-        ("--storage", f"postgresql+psycopg2:///db?user=u&password={SECRET}&host=127.0.0.1&port={port}"),
-        ("--storage", f"postgresql+psycopg2://user@127.0.0.1:{port}/db?sslpassword={SECRET}"),
-        ("--tracking-uri", f"http://user:{SECRET}@127.0.0.1:{port}"),
-        ("--tracking-uri", f"http://127.0.0.1:{port}/?token={SECRET}"),
-    ]  # fmt: skip
+# (flag, value) of a service at a closed port ({port}), the secret in each place it can be
+URL_FORMS = [
+    ("--storage", f"postgresql+psycopg2://user:{SECRET}@127.0.0.1:{{port}}/db"),
+    ("--storage", f"postgresql+psycopg2:///db?user=u&password={SECRET}&host=127.0.0.1&port={{port}}"),
+    ("--storage", f"postgresql+psycopg2://user@127.0.0.1:{{port}}/db?sslpassword={SECRET}"),
+    ("--tracking-uri", f"http://user:{SECRET}@127.0.0.1:{{port}}"),
+    ("--tracking-uri", f"http://127.0.0.1:{{port}}/?token={SECRET}"),
+]  # fmt: skip
 
 
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize(("flag", "template"), URL_FORMS)
 @pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "run"])
 def test_a_secret_in_a_url_is_never_printed_nor_stored(
-    index: int, dry_run: bool, tmp_path: Path
+    flag: str, template: str, dry_run: bool, tmp_path: Path
 ) -> None:
-    flag, url = url_forms(free_port())[index]
+    url = template.format(port=free_port())
     runs_dir = tmp_path / "runs"
     proc = run_cli(
         "--space", "quadratic", "--num-samples", "1", "--runs-dir", str(runs_dir), flag, url,
